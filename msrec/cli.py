@@ -1,0 +1,138 @@
+"""The ``msrec`` command line. Each sub-command's work lives in its own module, imported lazily
+so that ``msrec --help`` does not pay for importing TensorFlow."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
+
+MODEL_HELP = "model name from the registry (sarnet, mmoe, mix, ...)"
+
+
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    module, func = target.split(":")
+
+    def call(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), func)(args)
+
+    return call
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="write realistic multi-scenario impression logs")
+    p.add_argument("--out", required=True, help="output folder (logs/ and truth/ go inside)")
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--impressions-per-day", type=int, default=200_000)
+    p.add_argument("--scenarios", type=int, default=20)
+    p.add_argument("--users", type=int, default=None, help="default: scales with impressions")
+    p.add_argument("--items", type=int, default=None, help="default: scales with impressions")
+    p.add_argument("--start", default="2026-11-01", help="first day, YYYY-MM-DD")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--corrupt-fraction", type=float, default=0.0,
+                   help="fraction of log lines to corrupt in assorted ways (for quarantine tests)")
+    p.set_defaults(func=_lazy("msrec.data.generator:main"))
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--logs", required=True, help="folder of day folders and side tables")
+    p.add_argument("--workdir", required=True, help="pipeline root, metadata, reports, serving/")
+    p.add_argument("--model", default="sarnet", help=MODEL_HELP)
+    p.add_argument("--window", type=int, default=2, help="days in the training window (eval = newest)")
+    p.add_argument("--feature-config", default=None, help="default: <logs>/feature_config.yaml")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--auc-floor", type=float, default=0.55)
+    p.add_argument("--auc-delta", type=float, default=0.01,
+                   help="largest per-scenario AUC drop vs the blessed model still blessed")
+    p.add_argument("--beam-pipeline-args", default="--direct_running_mode=in_memory",
+                   help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...'")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the daily pipeline for one date")
+    p.add_argument("--date", required=True, help="YYYY-MM-DD, the newest day of the window")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_lazy("msrec.pipeline.daily:run_command"))
+
+
+def _add_backfill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backfill", help="run the daily pipeline for each day of a range, in order")
+    p.add_argument("--from", dest="date_from", required=True)
+    p.add_argument("--to", dest="date_to", required=True)
+    _add_pipeline_args(p)
+    p.set_defaults(func=_lazy("msrec.pipeline.daily:backfill_command"))
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="TF-Serving-compatible gRPC server (tensorflow_model_server flags)")
+    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless told)")
+    p.add_argument("--model_name", "--model-name", dest="model_name", default=None)
+    p.add_argument("--model_base_path", "--model-base-path", dest="model_base_path", default=None)
+    p.add_argument("--model_config_file", "--model-config-file", dest="model_config_file", default=None)
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    p.add_argument("--max_num_load_retries", type=int, default=5)
+    p.add_argument("--max_candidates", type=int, default=10_000)
+    p.add_argument("--max_message_bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--ssl_cert", default=None)
+    p.add_argument("--ssl_key", default=None)
+    p.set_defaults(func=_lazy("msrec.serving.server:main"))
+
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("query", help="rank candidates for one user in one scenario over gRPC")
+    p.add_argument("--server", required=True, help="HOST:PORT")
+    p.add_argument("--model", required=True)
+    p.add_argument("--request", default=None, help="JSON file of features per candidate")
+    p.add_argument("--logs", default=None)
+    p.add_argument("--user", default=None)
+    p.add_argument("--scenario", default=None)
+    p.add_argument("--items", default=None, help="comma-separated item ids")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=_lazy("msrec.serving.client:main"))
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks, printed as tables with the machine noted")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    for name, help_ in [("ingest", "generator and ingestion throughput"),
+                        ("pipeline", "wall time per pipeline component"),
+                        ("serve", "gRPC latency and QPS vs in-process"),
+                        ("models", "every model on the same window")]:
+        b = bsub.add_parser(name, help=help_)
+        b.add_argument("--out", default=None, help="folder for data and results (default: a temp dir)")
+        b.add_argument("--sizes", default=None, help="comma-separated impression counts")
+        b.add_argument("--days", type=int, default=None)
+        b.add_argument("--impressions-per-day", type=int, default=None)
+        b.add_argument("--seeds", type=int, default=None)
+        b.add_argument("--models", default=None, help="comma-separated model names")
+        b.set_defaults(func=_lazy(f"msrec.bench.{name}:main"))
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: generate, backfill, serve, query, report")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--impressions-per-day", type=int, default=100_000)
+    p.add_argument("--model", default="sarnet", help=MODEL_HELP)
+    p.set_defaults(func=_lazy("msrec.demo:main"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msrec", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_run, _add_backfill, _add_serve, _add_query, _add_bench, _add_demo):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The feature config (what a dataset's columns mean) and the FeatureSpec models are built from.
+
+The feature config is YAML (see ``schemas/feature_config.yaml``). Only the five required fields of
+DESIGN §3 are known to the code; every other column is named by the config.
+
+Naming contract shared by ingestion, Transform and the models:
+
+* a scalar feature keeps its column name (``gender``, ``position`` ...);
+* the behaviour sequence is one list feature per column, ``seq_<column>`` (``seq_item_id``,
+  ``seq_category``, ``seq_scenario_id`` ...), most recent click first, at most ``length`` long;
+* after Transform a categorical feature is an int64 index where 0 means "missing / padding",
+  1..V the vocabulary and V+1..V+oov the OOV buckets; a ``seq_<column>`` feature shares the
+  vocabulary of ``<column>`` and is padded with 0 to ``length``;
+* a numeric feature is a float32 (z-scored, missing -> 0).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+REQUIRED_FIELDS: tuple[str, ...] = ("ts", "user_id", "item_id", "scenario_id", "click")
+LABEL = "click"
+FAIRNESS_COEF = "fairness_coef"
+SEQ_PREFIX = "seq_"
+SOURCES = ("impression", "users", "items", "scenarios")
+GROUPS = ("user", "item", "context", "scenario")
+KINDS = ("categorical", "numeric", "multi")
+SIDE_TABLE_KEYS = {"users": "user_id", "items": "item_id", "scenarios": "scenario_id"}
+
+
+class FeatureConfigError(ValueError):
+    """The feature config is not usable; the message names the offending entry."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    source: str  # where the column lives: the impression itself or a side table
+    group: str  # user / item / context / scenario
+    kind: str  # categorical / numeric / multi (multi = list of categorical values)
+    top_k: int = 100_000  # vocabulary size cap
+    oov_buckets: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceConfig:
+    length: int = 50
+    lookback_days: int = 30
+    item_features: tuple[str, ...] = ("item_id",)  # item columns recorded per behaviour
+    scenario_features: tuple[str, ...] = ("scenario_id",)  # scenario context per behaviour
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.item_features + self.scenario_features
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(SEQ_PREFIX + c for c in self.columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureConfig:
+    features: tuple[Feature, ...]
+    sequence: SequenceConfig = SequenceConfig()
+    distribution_features: tuple[str, ...] = ()  # HMDN
+    scenario_specific_features: tuple[str, ...] = ()  # OptMSM; the rest are shared
+    passthrough: tuple[str, ...] = ()  # kept in examples (e.g. impression_id), never a model input
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names):
+            raise FeatureConfigError(f"duplicate feature names in {names}")
+        for f in self.features:
+            if f.source not in SOURCES:
+                raise FeatureConfigError(f"feature {f.name!r}: source {f.source!r} not in {SOURCES}")
+            if f.group not in GROUPS:
+                raise FeatureConfigError(f"feature {f.name!r}: group {f.group!r} not in {GROUPS}")
+            if f.kind not in KINDS:
+                raise FeatureConfigError(f"feature {f.name!r}: kind {f.kind!r} not in {KINDS}")
+        for required in ("user_id", "item_id", "scenario_id"):
+            if required not in names:
+                raise FeatureConfigError(f"the feature config must declare {required!r}")
+        for col in self.sequence.columns:
+            if col not in names:
+                raise FeatureConfigError(f"sequence column {col!r} is not a declared feature")
+            if self.by_name[col].kind != "categorical":
+                raise FeatureConfigError(f"sequence column {col!r} must be categorical")
+        for col in self.distribution_features + self.scenario_specific_features:
+            if col not in names:
+                raise FeatureConfigError(f"{col!r} is named as a model feature but not declared")
+
+    @property
+    def by_name(self) -> dict[str, Feature]:
+        return {f.name: f for f in self.features}
+
+    def from_source(self, source: str) -> list[Feature]:
+        return [f for f in self.features if f.source == source]
+
+    def group(self, group: str) -> list[str]:
+        return [f.name for f in self.features if f.group == group]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.kind in ("categorical", "multi")]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "numeric"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": [dataclasses.asdict(f) for f in self.features],
+            "sequence": {
+                "length": self.sequence.length,
+                "lookback_days": self.sequence.lookback_days,
+                "item_features": list(self.sequence.item_features),
+                "scenario_features": list(self.sequence.scenario_features),
+            },
+            "distribution_features": list(self.distribution_features),
+            "scenario_specific_features": list(self.scenario_specific_features),
+            "passthrough": list(self.passthrough),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "FeatureConfig":
+        try:
+            feats = tuple(Feature(**f) for f in raw["features"])
+            seq_raw = dict(raw.get("sequence") or {})
+            seq = SequenceConfig(
+                length=int(seq_raw.get("length", 50)),
+                lookback_days=int(seq_raw.get("lookback_days", 30)),
+                item_features=tuple(seq_raw.get("item_features", ("item_id",))),
+                scenario_features=tuple(seq_raw.get("scenario_features", ("scenario_id",))),
+            )
+        except (KeyError, TypeError) as e:
+            raise FeatureConfigError(f"malformed feature config: {e}") from e
+        return cls(
+            features=feats,
+            sequence=seq,
+            distribution_features=tuple(raw.get("distribution_features", ())),
+            scenario_specific_features=tuple(raw.get("scenario_specific_features", ())),
+            passthrough=tuple(raw.get("passthrough", ())),
+        )
+
+
+def load_feature_config(path: str | os.PathLike[str]) -> FeatureConfig:
+    with open(path) as fh:
+        return FeatureConfig.from_dict(yaml.safe_load(fh))
+
+
+def save_feature_config(config: FeatureConfig, path: str | os.PathLike[str]) -> None:
+    with open(path, "w") as fh:
+        yaml.safe_dump(config.to_dict(), fh, sort_keys=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """What a model needs to know about its (transformed) inputs.
+
+    ``cardinality`` counts every index a categorical feature can take after Transform
+    (0 = padding/missing, the vocabulary, the OOV buckets), so it is an embedding table's size.
+    """
+
+    cardinality: Mapping[str, int]
+    groups: Mapping[str, Sequence[str]]  # user/item/context/scenario -> scalar feature names
+    numeric: Sequence[str]
+    sequence: Mapping[str, str]  # seq feature -> the feature whose vocabulary it shares
+    sequence_length: int
+    scenario_feature: str = "scenario_id"
+    distribution_features: Sequence[str] = ()
+    scenario_specific_features: Sequence[str] = ()
+
+    @property
+    def num_scenarios(self) -> int:
+        """Size of the scenario index space (padding + known scenarios + OOV)."""
+        return int(self.cardinality[self.scenario_feature])
+
+    @property
+    def categorical(self) -> list[str]:
+        return [n for g in GROUPS for n in self.groups.get(g, ()) if n in self.cardinality]
+
+    @property
+    def sequence_item_features(self) -> list[str]:
+        """Sequence features whose vocabulary is an item feature's, aligned with ``item_features``."""
+        item = set(self.groups.get("item", ()))
+        return [s for s, base in self.sequence.items() if base in item]
+
+    @property
+    def sequence_scenario_features(self) -> list[str]:
+        scen = set(self.groups.get("scenario", ()))
+        return [s for s, base in self.sequence.items() if base in scen]
+
+    @classmethod
+    def from_config(cls, config: FeatureConfig, vocab_sizes: Mapping[str, int]) -> "FeatureSpec":
+        """``vocab_sizes``: the size of each categorical feature's vocabulary from Transform."""
+        cardinality = {}
+        for name in config.categorical:
+            f = config.by_name[name]
+            cardinality[name] = 1 + int(vocab_sizes[name]) + f.oov_buckets
+        groups = {g: tuple(config.group(g)) for g in GROUPS}
+        return cls(
+            cardinality=cardinality,
+            groups=groups,
+            numeric=tuple(config.numeric),
+            sequence={SEQ_PREFIX + c: c for c in config.sequence.columns},
+            sequence_length=config.sequence.length,
+            distribution_features=config.distribution_features,
+            scenario_specific_features=config.scenario_specific_features,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (dict(v) if isinstance(v, Mapping) else list(v) if isinstance(v, (list, tuple)) else v)
+                for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "FeatureSpec":
+        fields = dict(raw)
+        fields["groups"] = {g: tuple(v) for g, v in fields["groups"].items()}
+        for key in ("numeric", "distribution_features", "scenario_specific_features"):
+            fields[key] = tuple(fields.get(key, ()))
+        return cls(**fields)

@@ -1,0 +1,80 @@
+"""The TFX Trainer's run_fn: build the model chosen by name, train it on the transformed examples
+with the Fairness Coefficient as sample weight (when the model asks for it), warm start from the
+last blessed model, and export the serving SavedModel.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Mapping
+
+import msrec  # noqa: F401
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from msrec.features import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
+from msrec.models import export, warm_start
+from msrec.models.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
+from msrec.models.registry import build_model
+
+log = logging.getLogger(__name__)
+SPEC_FILE = "feature_spec.json"
+
+
+def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scenario_vocab: list[str]) -> FeatureSpec:
+    sizes = {n: tft_output.vocabulary_size_by_name(vocabulary_name(n)) for n in config.categorical
+             if n != "scenario_id"}
+    sizes["scenario_id"] = len(scenario_vocab)
+    return FeatureSpec.from_config(config, sizes)
+
+
+def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
+            shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """(features, label, sample_weight) batches from gzipped transformed examples."""
+    files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p if "*" in p else os.path.join(p, "*")))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples under {file_patterns}")
+    spec = tft_output.transformed_feature_spec()
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def split(features: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+        features = dict(features)
+        label = tf.cast(features.pop(LABEL), tf.float32)
+        fc = features.get(FAIRNESS_COEF, tf.ones_like(label))
+        weight = fc if use_fc_weight else tf.ones_like(label)
+        return features, label, weight
+
+    return ds.map(split).prefetch(tf.data.AUTOTUNE)
+
+
+def run_fn(fn_args: Any) -> None:
+    """TFX Trainer entry point (GenericExecutor). custom_config carries model name and hparams."""
+    cfg: Mapping[str, Any] = fn_args.custom_config
+    config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
+    hparams = dict(cfg.get("hparams") or {})
+    batch_size = int(cfg.get("batch_size", 2048))
+    tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
+    model = build_model(cfg["model"], spec, hparams)
+    use_fc = bool(getattr(model, "fc_sample_weight", False))
+    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True)
+    evaluation = dataset(fn_args.eval_files, tft_output, batch_size, use_fc, shuffle=False)
+    model.compile(optimizer=tf.keras.optimizers.Adam(float(hparams.get("learning_rate", 1e-3))),
+                  loss=tf.keras.losses.BinaryCrossentropy(),
+                  weighted_metrics=[tf.keras.metrics.AUC(name="auc")])
+    model(next(iter(train))[0])  # build variables before warm start
+    if fn_args.base_model:
+        warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output)
+    else:
+        log.info("Trainer: no blessed model to warm start from; training from scratch")
+    model.fit(train, validation_data=evaluation, epochs=int(cfg.get("epochs", 1)), verbose=2,
+              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)])
+    export.export(model, tft_output, config, fn_args.serving_model_dir, cfg["model"])
+    warm_start.save(model, spec, cfg["model"], fn_args.serving_model_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "assets.extra", SPEC_FILE), "w") as fh:
+        json.dump({"model": cfg["model"], "feature_spec": spec.to_dict(), "hparams": hparams}, fh)

@@ -1,0 +1,87 @@
+"""Reading a generated dataset's ground truth (``OUT/truth``), and the oracle AUC it allows.
+
+The truth folder holds what no model may see: the click probability of every impression written
+uncorrupted to the logs, the interventions, the world's configuration and the corruption counts.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TRUTH = "truth"
+PROBABILITIES = "probabilities"
+INTERVENTIONS = "interventions.jsonl"
+WORLD = "world.json"
+CORRUPTIONS = "corruptions.json"
+TRUTH_COLUMNS = ("impression_id", "scenario_id", "item_id", "p_click", "click")
+
+
+def truth_dir(path: str | os.PathLike[str]) -> Path:
+    """The truth folder given either a dataset's output folder or the truth folder itself."""
+    path = Path(path)
+    return path / TRUTH if (path / TRUTH).is_dir() else path
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no truth file {path}: is this the output folder of `msrec generate`?") from None
+
+
+def load_truth(path: str | os.PathLike[str], date: str | dt.date) -> pd.DataFrame:
+    """One day's truth: impression_id, scenario_id, item_id, p_click, click (log order)."""
+    day = date.isoformat() if isinstance(date, dt.date) else str(date)
+    csv = truth_dir(path) / PROBABILITIES / f"{day}.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"no truth file {csv}: was {day} generated?")
+    return pd.read_csv(csv, dtype={"impression_id": str, "scenario_id": str, "item_id": str,
+                                   "p_click": np.float64, "click": np.int8})
+
+
+def load_interventions(path: str | os.PathLike[str]) -> set[tuple[str, str, str]]:
+    """Every intervened (date 'YYYY-MM-DD', item_id, scenario_id)."""
+    text = _read(truth_dir(path) / INTERVENTIONS)
+    rows = (json.loads(line) for line in text.splitlines() if line.strip())
+    return {(r["date"], r["item_id"], r["scenario_id"]) for r in rows}
+
+
+def load_world(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return json.loads(_read(truth_dir(path) / WORLD))
+
+
+def load_corruptions(path: str | os.PathLike[str]) -> dict[str, int]:
+    return json.loads(_read(truth_dir(path) / CORRUPTIONS))
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC AUC from ranks (Mann-Whitney U); tied scores share their average rank.
+
+    NaN when the labels hold only one class, where AUC is undefined.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = (ends - (counts - 1) / 2.0)[inverse]  # 1-based average rank of each tie group
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def oracle_auc(df: pd.DataFrame, by_scenario: bool = False) -> float | dict[str, float]:
+    """AUC of the true p_click against the realised clicks: the ceiling any model can reach."""
+    if not by_scenario:
+        return auc(df["p_click"].to_numpy(), df["click"].to_numpy())
+    return {str(s): auc(g["p_click"].to_numpy(), g["click"].to_numpy())
+            for s, g in df.groupby("scenario_id", sort=True)}

@@ -1,7 +1,6 @@
 """AnomalyGate: stops the run when ExampleValidator found anomalies, with a report naming each
 feature. TFX's ExampleValidator only records anomalies; nothing downstream reads them, so without
 this gate a day with a broken column would still train and push."""
-from __future__ import annotations
 
 import os
 

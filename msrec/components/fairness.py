@@ -41,7 +41,9 @@ def shrink(fc: np.ndarray | float, pv: np.ndarray | float, k: float = DEFAULT_SH
     if k < 0:
         raise ValueError(f"shrinkage pseudo-count must be >= 0, got {k}")
     pv = np.asarray(pv, dtype=np.float64)
-    return (pv * np.asarray(fc, dtype=np.float64) + k) / (pv + k)
+    denom = pv + k
+    # No samples and no pseudo-count: nothing is known, so the item stays neutral.
+    return np.where(denom > 0, (pv * np.asarray(fc, dtype=np.float64) + k) / np.where(denom > 0, denom, 1.0), 1.0)
 
 
 def fairness_coefficients(exposures: Mapping[str, Exposure], k: float = DEFAULT_SHRINK_K) -> dict[str, float]:

@@ -141,6 +141,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             log.warning("FairnessGen: no blessed model yet, bootstrapping with FC = 1 for every sample")
 
         out_examples.split_names = artifact_utils.encode_split_names(splits)
+        out_examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
         if examples.has_property("span"):
             out_examples.span = examples.span
         agg_dir = tempfile.mkdtemp(prefix="fairness-agg-", dir=os.path.dirname(stats_artifact.uri))

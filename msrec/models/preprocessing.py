@@ -47,7 +47,8 @@ def dense_sequence(x: tf.Tensor | tf.SparseTensor, length: int) -> tf.Tensor:
         x = x.to_tensor(default_value="")
     x = tf.reshape(x, [tf.shape(x)[0], -1])[:, :length]
     pad = length - tf.shape(x)[1]
-    return tf.pad(x, [[0, 0], [0, pad]], constant_values="")
+    # The reshape gives the static [None, length] shape a FixedLen transformed feature needs.
+    return tf.reshape(tf.pad(x, [[0, 0], [0, pad]], constant_values=""), [-1, length])
 
 
 def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:

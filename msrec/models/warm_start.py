@@ -8,6 +8,7 @@ days' vocabulary files (tokens new today keep their fresh initialisation).
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -33,8 +34,10 @@ def _warm_dir(serving_model_dir: str) -> str:
 def save(model: tf.keras.Model, spec: FeatureSpec, model_name: str, serving_model_dir: str) -> None:
     out = _warm_dir(serving_model_dir)
     tf.io.gfile.makedirs(out)
+    buf = io.BytesIO()  # np.savez needs a seekable file; GFile (any filesystem) is not
+    np.savez(buf, **{v.name: v.numpy() for v in model.weights})
     with tf.io.gfile.GFile(os.path.join(out, WEIGHTS), "wb") as fh:
-        np.savez(fh, **{v.name: v.numpy() for v in model.weights})
+        fh.write(buf.getvalue())
     with tf.io.gfile.GFile(os.path.join(out, META), "w") as fh:
         json.dump({"model": model_name, "feature_spec": spec.to_dict()}, fh)
 
@@ -78,7 +81,7 @@ def restore(model: tf.keras.Model, spec: FeatureSpec, model_name: str, base_serv
         log.info("warm start: blessed model is %s, not %s; training from scratch", meta["model"], model_name)
         return False
     with tf.io.gfile.GFile(os.path.join(src, WEIGHTS), "rb") as fh:
-        old = dict(np.load(fh))
+        old = dict(np.load(io.BytesIO(fh.read())))
     copied = remapped = 0
     for var in model.weights:
         value = old.get(var.name)

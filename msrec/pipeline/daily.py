@@ -143,8 +143,16 @@ def backfill_command(args: argparse.Namespace) -> int:
     return 0 if reports and not any(r.get("error") for r in reports) else 1
 
 
+def show_progress() -> None:
+    """TFX reports each component's start and end through absl at INFO; Beam and TensorFlow are
+    far chattier at INFO, so only absl and msrec's own loggers are raised to it."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("absl", "msrec"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    show_progress()
     return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
                 feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta,

@@ -17,7 +17,9 @@ from typing import Any, Iterable, Iterator
 import apache_beam as beam
 import numpy as np
 from tfx import types
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 from tfx.utils import path_utils
@@ -141,7 +143,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             log.warning("FairnessGen: no blessed model yet, bootstrapping with FC = 1 for every sample")
 
         out_examples.split_names = artifact_utils.encode_split_names(splits)
-        out_examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+        examples_utils.set_payload_format(out_examples, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+        examples_utils.set_file_format(out_examples, "tfrecords_gzip")
         if examples.has_property("span"):
             out_examples.span = examples.span
         agg_dir = tempfile.mkdtemp(prefix="fairness-agg-", dir=os.path.dirname(stats_artifact.uri))

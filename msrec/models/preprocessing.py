@@ -58,11 +58,15 @@ def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:
 
 
 def _scenario_index(values: tf.Tensor, vocabulary: list[str]) -> tf.Tensor:
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(vocabulary, tf.string), tf.range(1, len(vocabulary) + 1, dtype=tf.int64)),
-        default_value=len(vocabulary) + 1)  # the OOV slot
-    return tf.where(tf.equal(values, ""), tf.zeros_like(values, tf.int64), table.lookup(values))
+    """1 + position in the registry, len+1 (the OOV slot) when unknown, 0 when missing.
+
+    A comparison against the registry rather than a lookup table: a table built inside the
+    Transform graph is re-initialised on every serving call, and the registry is small."""
+    vocab = tf.constant(vocabulary, tf.string)
+    hits = tf.equal(tf.expand_dims(values, -1), vocab)
+    index = tf.argmax(tf.cast(hits, tf.int32), axis=-1, output_type=tf.int64) + 1
+    index = tf.where(tf.reduce_any(hits, axis=-1), index, tf.cast(len(vocabulary) + 1, tf.int64))
+    return tf.where(tf.equal(values, ""), tf.zeros_like(index), index)
 
 
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:

@@ -1,13 +1,17 @@
-"""TFMA configuration of the Evaluator and reading its results back for the run report.
+"""TFMA configuration of the Evaluator, reading its metrics back, and the blessing rule.
 
-Blessing rule: overall and in every scenario with at least ``min_slice_size`` eval samples, the
-candidate's AUC is at or above ``auc_floor`` and not below the blessed model's by more than
-``auc_delta``. Smaller slices are reported but not gated: their AUC is too noisy to block a push.
+TFMA computes AUC, logloss, calibration and counts, overall and per scenario, for the candidate and
+the blessed (baseline) model. The blessing rule is msrec's own (``decide``, run by the
+ScenarioBlessing component) because it must skip scenarios too small to judge, which TFMA's
+per-slice thresholds cannot express: overall and in every scenario with at least
+``min_slice_size`` eval samples, the candidate's AUC is at or above ``auc_floor`` and not below the
+blessed model's by more than ``auc_delta``. Smaller scenarios are reported, not gated.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import tensorflow_model_analysis as tfma
 
@@ -15,32 +19,23 @@ from msrec.features import LABEL
 from msrec.models.export import EXAMPLE_SIGNATURE, OUTPUT_KEY
 
 SCENARIO_SLICE = "scenario_id"
+CANDIDATE, BASELINE = "candidate", "baseline"
 
 
-def eval_config(auc_floor: float, auc_delta: float, min_slice_size: int = 200) -> tfma.EvalConfig:
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": auc_floor}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -auc_delta}))
+def eval_config() -> tfma.EvalConfig:
     common = dict(signature_name=EXAMPLE_SIGNATURE, label_key=LABEL, prediction_key=OUTPUT_KEY)
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(name="candidate", **common),
-                     tfma.ModelSpec(name="baseline", is_baseline=True, **common)],
+        model_specs=[tfma.ModelSpec(name=CANDIDATE, **common),
+                     tfma.ModelSpec(name=BASELINE, is_baseline=True, **common)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[SCENARIO_SLICE])],
-        options=tfma.Options(min_slice_size={"value": min_slice_size}),
-        metrics_specs=[tfma.MetricsSpec(
-            metrics=[
-                tfma.MetricConfig(class_name="AUC", threshold=auc_threshold),
-                tfma.MetricConfig(class_name="BinaryCrossentropy"),
-                tfma.MetricConfig(class_name="ExampleCount"),
-                tfma.MetricConfig(class_name="MeanLabel"),
-                tfma.MetricConfig(class_name="MeanPrediction"),
-                tfma.MetricConfig(class_name="Calibration"),
-            ],
-            per_slice_thresholds={"auc": tfma.PerSliceMetricThresholds(thresholds=[
-                tfma.PerSliceMetricThreshold(
-                    slicing_specs=[tfma.SlicingSpec(feature_keys=[SCENARIO_SLICE])], threshold=auc_threshold)])},
-        )],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="AUC"),
+            tfma.MetricConfig(class_name="BinaryCrossentropy"),
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="MeanLabel"),
+            tfma.MetricConfig(class_name="MeanPrediction"),
+            tfma.MetricConfig(class_name="Calibration"),
+        ])],
     )
 
 
@@ -51,18 +46,21 @@ def _slice_name(slice_key: Any) -> str:
     return "overall"
 
 
-def read_metrics(evaluation_uri: str) -> dict[str, Any]:
-    """{"overall": {...}, "per_scenario": {scenario_id: {...}}} with auc, logloss, count, calibration."""
+def read_metrics(evaluation_uri: str, model_name: str = CANDIDATE) -> dict[str, Any]:
+    """{"overall": {...}, "per_scenario": {scenario_id: {...}}} with auc, logloss, count, calibration.
+    Empty when the evaluation holds no metrics of ``model_name`` (no baseline on a first run)."""
     out: dict[str, Any] = {"overall": {}, "per_scenario": {}}
     for m in tfma.load_metrics(evaluation_uri):
         values = {}
         for kv in m.metric_keys_and_values:
             k = kv.key
-            if k.is_diff or k.model_name not in ("", "candidate"):
+            if k.is_diff or k.model_name not in (model_name, ""):
                 continue
             values[k.name] = float(kv.value.double_value.value)
+        if "example_count" not in values:
+            continue
         row = {"auc": values.get("auc", math.nan), "logloss": values.get("binary_crossentropy", math.nan),
-               "count": int(values.get("example_count", 0)), "mean_label": values.get("mean_label", math.nan),
+               "count": int(values["example_count"]), "mean_label": values.get("mean_label", math.nan),
                "mean_prediction": values.get("mean_prediction", math.nan),
                "calibration": values.get("calibration", math.nan)}
         name = _slice_name(m.slice_key)
@@ -73,26 +71,32 @@ def read_metrics(evaluation_uri: str) -> dict[str, Any]:
     return out
 
 
-def read_validation(evaluation_uri: str) -> tuple[bool, str]:
-    """(blessed, reason). The reason names the scenario and the metric that failed."""
-    result = tfma.load_validation_result(evaluation_uri)
-    if result.validation_ok:
-        return True, "every gated scenario's AUC is above the floor and within delta of the blessed model"
-    problems = []
-    for per_slice in result.metric_validations_per_slice:
-        where = _slice_name(per_slice.slice_key)
-        where = "overall" if where == "overall" else f"scenario {where}"
-        for f in per_slice.failures:
-            problems.append(f"{where}: {f.metric_key.name} {'change ' if f.metric_key.is_diff else ''}"
-                            f"{f.metric_value.double_value.value:.4f} fails {_threshold_text(f.metric_threshold)}")
-    if not problems and result.missing_slices:
-        problems.append(f"missing slices: {list(result.missing_slices)}")
-    return False, "; ".join(problems) or "validation failed without a named metric"
+@dataclasses.dataclass(frozen=True)
+class BlessingRule:
+    auc_floor: float = 0.55
+    auc_delta: float = 0.01
+    min_slice_size: int = 200
 
 
-def _threshold_text(t: Any) -> str:
-    if t.HasField("value_threshold"):
-        return f"floor {t.value_threshold.lower_bound.value:.4f}"
-    if t.HasField("change_threshold"):
-        return f"allowed change {t.change_threshold.absolute.value:+.4f} vs blessed"
-    return str(t)
+def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rule: BlessingRule
+           ) -> tuple[bool, str]:
+    """(blessed, reason). The reason names every scenario, and the metric, that failed."""
+    slices = [("overall", candidate["overall"], (baseline or {}).get("overall"))]
+    slices += [(f"scenario {s}", m, (baseline or {}).get("per_scenario", {}).get(s))
+               for s, m in sorted(candidate["per_scenario"].items())]
+    failures, gated = [], 0
+    for where, cand, base in slices:
+        if where != "overall" and cand["count"] < rule.min_slice_size:
+            continue
+        gated += 1
+        auc = cand["auc"]
+        if not auc >= rule.auc_floor:  # also catches NaN (one class only)
+            failures.append(f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}")
+        if base and not math.isnan(base.get("auc", math.nan)) and auc < base["auc"] - rule.auc_delta:
+            failures.append(f"{where}: auc {auc:.4f} fell below the blessed model's {base['auc']:.4f} "
+                            f"by more than {rule.auc_delta:.4f}")
+    if failures:
+        return False, "; ".join(failures)
+    against = "and within delta of the blessed model" if baseline else "(no blessed model yet)"
+    return True, (f"overall and {gated - 1} scenarios with >= {rule.min_slice_size} eval samples: "
+                  f"AUC at or above {rule.auc_floor:.4f} {against}")

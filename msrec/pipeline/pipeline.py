@@ -13,6 +13,7 @@ from msrec.components.anomaly_gate import AnomalyGate
 from msrec.components.fairness_gen import FairnessGen
 from msrec.components.log_example_gen import LogExampleGen
 from msrec.components.pusher import AtomicPusher
+from msrec.components.scenario_blessing import ScenarioBlessing
 from msrec.features import FeatureConfig
 from msrec.models.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
 from msrec.pipeline import evaluation
@@ -94,7 +95,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         examples=fairness.outputs["weighted_examples"], schema=schema.outputs["schema"],
         preprocessing_fn="msrec.models.preprocessing.preprocessing_fn",
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
-        custom_config=transform_config)
+        custom_config=transform_config,
+        disable_statistics=True)  # StatisticsGen already profiled the raw examples
     trainer = tfx.components.Trainer(
         run_fn="msrec.models.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
@@ -107,10 +109,13 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=blessed.outputs["model"], example_splits=["eval"],
-        eval_config=evaluation.eval_config(run.auc_floor, run.auc_delta, run.min_slice_size))
-    pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        eval_config=evaluation.eval_config())
+    blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
+                                baseline_model=blessed.outputs["model"],
+                                rule=evaluation.BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size))
+    pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["blessing"],
                           base_directory=run.serving_dir)
-    components += [blessed, fairness, transform, trainer, evaluator, pusher]
+    components += [blessed, fairness, transform, trainer, evaluator, blessing, pusher]
     return _pipeline(run, components)
 
 

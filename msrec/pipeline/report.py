@@ -10,7 +10,6 @@ import math
 import os
 from typing import Any, Mapping
 
-from msrec.pipeline import evaluation
 from msrec.pipeline.pipeline import DailyRun
 
 REPORT_JSON = "report.json"
@@ -35,9 +34,15 @@ def _read_json(path: str | None) -> dict[str, Any] | None:
     return None
 
 
+def relaimpr(auc: float, base_auc: float) -> float:
+    """RelaImpr (SAR-Net eq. 13), in percent: relative AUC lift over a random model's 0.5."""
+    return ((auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0
+
+
 def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapping[str, float], wall_s: float,
           error: BaseException | None) -> dict[str, Any]:
     from msrec.components.fairness_gen import load_stats
+    from msrec.components.scenario_blessing import load_blessing
     from msrec.ingest.layout import COUNTS_FILE
 
     gen = outputs.get("LogExampleGen", {})
@@ -55,11 +60,15 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
         stats = load_stats(stats_art.uri)
         rep["fc"] = {k: stats["fc"][k] for k in ("bootstrap", "mean", "p10", "p90")}
         rep["scenario_stats_html"] = os.path.join(stats_art.uri, "scenario_stats.html")
-    ev = outputs.get("Evaluator", {})
-    if "evaluation" in ev:
-        rep["metrics"] = evaluation.read_metrics(ev["evaluation"].uri)
-        blessed, reason = evaluation.read_validation(ev["evaluation"].uri)
-        rep["blessed"], rep["blessing_reason"] = blessed, reason
+    blessing = outputs.get("ScenarioBlessing", {}).get("blessing")
+    if blessing is not None:
+        decision = load_blessing(blessing.uri)
+        rep["metrics"] = decision["candidate"]
+        rep["blessed"], rep["blessing_reason"] = decision["blessed"], decision["reason"]
+        if decision["baseline"]:
+            rep["blessed_model_metrics"] = decision["baseline"]
+            rep["relaimpr_vs_blessed_pct"] = relaimpr(decision["candidate"]["overall"]["auc"],
+                                                      decision["baseline"]["overall"]["auc"])
     pushed = outputs.get("AtomicPusher", {}).get("pushed_model")
     if pushed is not None:
         rep["pushed_version"] = int(_custom(pushed, "pushed_version")) if _custom(pushed, "pushed") else None
@@ -127,6 +136,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
         lines.append(f"  {'scenario':<12}{'AUC':>8}{'logloss':>9}{'count':>8}")
         for sid, m in sorted(rep["metrics"]["per_scenario"].items()):
             lines.append(f"  {sid:<12}{m['auc']:>8.4f}{m['logloss']:>9.4f}{m['count']:>8}")
+    if "relaimpr_vs_blessed_pct" in rep:
+        lines.append(f"RelaImpr vs the blessed model: {rep['relaimpr_vs_blessed_pct']:+.2f}%")
     if "blessed" in rep:
         lines.append(f"blessed {rep['blessed']}: {rep['blessing_reason']}")
     if "pushed_version" in rep:

@@ -91,6 +91,9 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", default=None)
     p.add_argument("--scenario", default=None)
     p.add_argument("--items", default=None, help="comma-separated item ids")
+    p.add_argument("--context", default=None,
+                   help="context feature rules for --logs, e.g. 'position=slot,device=last:web,hour=hour'")
+    p.add_argument("--now", default=None, help="for --logs: epoch ms or ISO date/time (default: now)")
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=_lazy("msrec.serving.client:main"))
 

@@ -1,0 +1,208 @@
+"""One loaded model version: its signatures, Predict / Classify on it, and warm-up replay."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
+
+from msrec.serving.errors import FailedPrecondition, InvalidArgument, ServingError
+from msrec.serving.tensors import InputSpec, check_request_tensors, fill_tensor_proto, to_ndarray
+
+DEFAULT_SIGNATURE = "serving_default"
+EXAMPLE_SIGNATURE = "serving_tfexample"  # the pushed model's signature over serialized tf.Examples
+CTR_OUTPUT = "ctr"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000  # TF Serving's own cap on a warm-up file
+
+
+class LoadError(Exception):
+    """The version cannot be served; the message is what GetModelStatus reports."""
+
+
+class Signature:
+    """A signature's concrete function with its inputs read from the function itself."""
+
+    def __init__(self, name: str, fn: tf.types.experimental.ConcreteFunction) -> None:
+        args, kwargs = fn.structured_input_signature
+        if args:
+            raise LoadError(f"signature {name!r} takes positional inputs; a serving signature takes "
+                            f"named inputs only")
+        self.name = name
+        self._fn = fn
+        self._tf_dtypes = {k: spec.dtype for k, spec in kwargs.items()}
+        self.inputs = {
+            k: InputSpec(k, spec.dtype.as_datatype_enum,
+                         None if spec.shape.rank is None else tuple(spec.shape.as_list()))
+            for k, spec in kwargs.items()
+        }
+        self.outputs = sorted(fn.structured_outputs)
+
+    def run(self, inputs: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One call of the function with every input; model-side rejections become INVALID_ARGUMENT."""
+        tensors = {k: tf.constant(v, dtype=self._tf_dtypes[k]) for k, v in inputs.items()}
+        try:
+            result = self._fn(**tensors)
+        except tf.errors.InvalidArgumentError as e:
+            raise InvalidArgument(f"signature {self.name!r} rejected the inputs: {e.message}") from e
+        return {k: result[k].numpy() for k in outputs or self.outputs}
+
+
+def read_signature_defs(export_dir: str) -> Mapping[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDef map of the serving meta graph, as GetModelMetadata returns it."""
+    pb = os.path.join(export_dir, "saved_model.pb")
+    pbtxt = os.path.join(export_dir, "saved_model.pbtxt")
+    saved = saved_model_pb2.SavedModel()
+    if os.path.exists(pb):
+        with open(pb, "rb") as fh:
+            saved.ParseFromString(fh.read())
+    elif os.path.exists(pbtxt):
+        with open(pbtxt) as fh:
+            text_format.Parse(fh.read(), saved)
+    else:
+        raise LoadError(f"{export_dir} holds no saved_model.pb or saved_model.pbtxt")
+    for graph in saved.meta_graphs:
+        if "serve" in graph.meta_info_def.tags:
+            return graph.signature_def
+    raise LoadError(f"{export_dir}: no meta graph is tagged 'serve'")
+
+
+class Servable:
+    """A SavedModel version loaded into this process."""
+
+    def __init__(self, model_name: str, version: int, export_dir: str) -> None:
+        self.model_name = model_name
+        self.version = version
+        self.export_dir = export_dir
+        try:
+            self.signature_defs = read_signature_defs(export_dir)
+            self.model = tf.saved_model.load(export_dir, tags=["serve"])
+        except LoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to read an artifact is a load error
+            raise LoadError(f"cannot load the SavedModel in {export_dir}: {type(e).__name__}: "
+                            f"{_first_line(e)}") from e
+        self.signatures = {k: Signature(k, fn) for k, fn in self.model.signatures.items()}
+
+    def signature(self, name: str) -> Signature:
+        try:
+            return self.signatures[name]
+        except KeyError:
+            raise FailedPrecondition(f"serving signature key {name!r} not found in model "
+                                     f"{self.model_name!r} version {self.version}; it has "
+                                     f"{sorted(self.signatures)}") from None
+
+    def predict(self, request: predict_pb2.PredictRequest, max_batch: int) -> predict_pb2.PredictResponse:
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        sig = self.signature(name)
+        check_request_tensors(request.inputs, sig.inputs, name, max_batch)
+        outputs = list(request.output_filter) or None
+        if outputs:
+            unknown = sorted(set(outputs) - set(sig.outputs))
+            if unknown:
+                raise InvalidArgument(f"output_filter names {unknown}, which signature {name!r} does "
+                                      f"not have; its outputs: {sig.outputs}")
+        result = sig.run({k: to_ndarray(v, k) for k, v in request.inputs.items()}, outputs)
+        response = predict_pb2.PredictResponse()
+        self._fill_spec(response.model_spec, name)
+        for key, value in result.items():
+            fill_tensor_proto(value, response.outputs[key])
+        return response
+
+    def classify(self, request: classification_pb2.ClassificationRequest,
+                 max_batch: int) -> classification_pb2.ClassificationResponse:
+        """Binary click classification over tf.Examples: classes "0" and "1" scored 1-ctr and ctr."""
+        name = request.model_spec.signature_name or EXAMPLE_SIGNATURE
+        sig = self.signature(name)
+        string_inputs = [s for s in sig.inputs.values() if s.dtype == tf.string.as_datatype_enum]
+        if len(sig.inputs) != 1 or len(string_inputs) != 1:
+            raise FailedPrecondition(f"signature {name!r} does not take serialized tf.Examples "
+                                     f"({'; '.join(s.describe() for s in sig.inputs.values())}); "
+                                     f"leave signature_name empty to use {EXAMPLE_SIGNATURE!r}")
+        serialized = _serialized_examples(request, max_batch)
+        output = CTR_OUTPUT if CTR_OUTPUT in sig.outputs else (sig.outputs[0] if len(sig.outputs) == 1 else None)
+        if output is None:
+            raise FailedPrecondition(f"signature {name!r} has outputs {sig.outputs}; Classify needs "
+                                     f"{CTR_OUTPUT!r} or a single output")
+        ctr = sig.run({string_inputs[0].name: serialized}, [output])[output].reshape(-1)
+        if ctr.size != serialized.size:
+            raise FailedPrecondition(f"signature {name!r} returned {ctr.size} scores for "
+                                     f"{serialized.size} examples")
+        response = classification_pb2.ClassificationResponse()
+        self._fill_spec(response.model_spec, name)
+        result = response.result
+        for p in ctr.astype(np.float64).tolist():
+            result.classifications.add().classes.extend([
+                classification_pb2.Class(label="0", score=1.0 - p),
+                classification_pb2.Class(label="1", score=p)])
+        return response
+
+    def warm_up(self) -> int:
+        """Replay ``assets.extra/tf_serving_warmup_requests``; returns how many were replayed.
+
+        The request limits of the server do not apply: the model's own warm-up is trusted.
+        """
+        max_batch = sys.maxsize
+        path = os.path.join(self.export_dir, WARMUP_FILE)
+        if not os.path.exists(path):
+            return 0
+        replayed = 0
+        try:
+            records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+        except tf.errors.OpError as e:
+            raise LoadError(f"cannot read the warm-up file {path}: {e.message}") from e
+        if len(records) > MAX_WARMUP_RECORDS:
+            raise LoadError(f"{path} holds {len(records)} warm-up records; at most "
+                            f"{MAX_WARMUP_RECORDS} are allowed")
+        for i, record in enumerate(records):
+            log = prediction_log_pb2.PredictionLog()
+            try:
+                log.ParseFromString(record)
+            except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError subclasses per backend
+                raise LoadError(f"warm-up record #{i + 1} is not a PredictionLog: {e}") from e
+            kind = log.WhichOneof("log_type")
+            try:
+                if kind == "predict_log":
+                    self.predict(log.predict_log.request, max_batch)
+                elif kind == "classify_log":
+                    self.classify(log.classify_log.request, max_batch)
+                else:
+                    raise LoadError(f"warm-up record #{i + 1} is a {kind}; only predict_log and "
+                                    f"classify_log records can be replayed")
+            except ServingError as e:
+                raise LoadError(f"warm-up request #{i + 1} failed: {e.message}") from e
+            replayed += 1
+        return replayed
+
+    def _fill_spec(self, spec: model_pb2.ModelSpec, signature_name: str) -> None:
+        spec.name = self.model_name
+        spec.version.value = self.version
+        spec.signature_name = signature_name
+
+
+def _serialized_examples(request: classification_pb2.ClassificationRequest, max_batch: int) -> np.ndarray:
+    kind = request.input.WhichOneof("kind")
+    if kind == "example_list":
+        examples, context = request.input.example_list.examples, b""
+    elif kind == "example_list_with_context":
+        examples = request.input.example_list_with_context.examples
+        # serialized protos concatenate as a merge: the context's features, then each example's
+        context = request.input.example_list_with_context.context.SerializeToString()
+    else:
+        raise InvalidArgument("the request has no input: set input.example_list.examples")
+    if not examples:
+        raise InvalidArgument("the request's example list is empty")
+    if len(examples) > max_batch:
+        raise InvalidArgument(f"the request holds {len(examples)} examples; this server accepts at "
+                              f"most {max_batch} per request (--max_candidates): split the request")
+    return np.array([context + e.SerializeToString() for e in examples], dtype=object)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no details"

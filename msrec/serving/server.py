@@ -1,0 +1,240 @@
+"""``msrec serve``: a gRPC server that speaks TensorFlow Serving's API.
+
+It implements ``tensorflow.serving.PredictionService`` (Predict, Classify, GetModelMetadata) and
+``tensorflow.serving.ModelService`` (GetModelStatus, HandleReloadConfigRequest) from the official
+``tensorflow-serving-api`` protos, and takes ``tensorflow_model_server``'s flags, so a client and
+a model base path move between this server and the official one unchanged.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from typing import Callable, TypeVar
+
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import grpc
+from tensorflow.core.protobuf import error_codes_pb2
+from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
+                                     inference_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
+                                     predict_pb2, prediction_service_pb2_grpc, regression_pb2, status_pb2)
+
+from msrec.serving.config import ModelServerConfig, config_from_flags
+from msrec.serving.errors import ConfigError, InvalidArgument, ServingError, Unimplemented
+from msrec.serving.model_manager import ModelManager, ServerCore
+
+log = logging.getLogger("msrec.serving")
+
+SIGNATURE_DEF_FIELD = "signature_def"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+T = TypeVar("T")
+
+
+def _answer(context: grpc.ServicerContext, method: str, work: Callable[[], T]) -> T:
+    """Run one RPC; refusals become their status code, anything unexpected INTERNAL (logged)."""
+    try:
+        return work()
+    except ServingError as e:
+        code, message = e.code, e.message
+    except Exception as e:  # noqa: BLE001 - a failing request must not take the server down
+        log.exception("%s failed", method)
+        code, message = grpc.StatusCode.INTERNAL, f"{method} failed inside the server: {type(e).__name__}: {e}"
+    context.abort(code, message)  # raises: the RPC ends with this status
+
+
+def _route(core: ServerCore, spec: model_pb2.ModelSpec) -> tuple[ModelManager, int | None, str | None]:
+    """The model a request names, and the version or label it asks for (None: the newest)."""
+    if not spec.name:
+        raise InvalidArgument("model_spec.name is required; served models: " + ", ".join(core.model_names))
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    label = spec.version_label if choice == "version_label" else None
+    return core.manager(spec.name), version, label
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, core: ServerCore) -> None:
+        self._core = core
+
+    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 - gRPC method names
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        def work():
+            manager, version, label = _route(self._core, request.model_spec)
+            with manager.lease(version, label) as servable:
+                return servable.predict(request, self._core.max_batch)
+        return _answer(context, "Predict", work)
+
+    def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
+                 context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
+        def work():
+            manager, version, label = _route(self._core, request.model_spec)
+            with manager.lease(version, label) as servable:
+                return servable.classify(request, self._core.max_batch)
+        return _answer(context, "Classify", work)
+
+    def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
+                context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
+        def work():
+            raise Unimplemented("Regress is not served: msrec models answer a click probability; "
+                                "use Predict (raw features) or Classify (tf.Examples)")
+        return _answer(context, "Regress", work)
+
+    def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
+        def work():
+            raise Unimplemented("MultiInference is not served; send one Predict or Classify request "
+                                "per task")
+        return _answer(context, "MultiInference", work)
+
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
+                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        def work():
+            fields = list(request.metadata_field)
+            if fields != [SIGNATURE_DEF_FIELD]:
+                raise InvalidArgument(f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}] (the only "
+                                      f"metadata served), got {fields}")
+            manager, version, label = _route(self._core, request.model_spec)
+            with manager.lease(version, label) as servable:
+                response = get_model_metadata_pb2.GetModelMetadataResponse()
+                response.model_spec.name = servable.model_name
+                response.model_spec.version.value = servable.version
+                signatures = get_model_metadata_pb2.SignatureDefMap()
+                for key, signature in servable.signature_defs.items():
+                    signatures.signature_def[key].CopyFrom(signature)
+                response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+                return response
+        return _answer(context, "GetModelMetadata", work)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, core: ServerCore) -> None:
+        self._core = core
+
+    def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest,  # noqa: N802
+                       context: grpc.ServicerContext) -> get_model_status_pb2.GetModelStatusResponse:
+        def work():
+            manager, version, label = _route(self._core, request.model_spec)
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for s in manager.status(version, label):
+                response.model_version_status.add(
+                    version=s.version, state=s.state,
+                    status=status_pb2.StatusProto(error_code=s.error_code, error_message=s.error_message))
+            return response
+        return _answer(context, "GetModelStatus", work)
+
+    def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest,  # noqa: N802
+                                  context: grpc.ServicerContext) -> model_management_pb2.ReloadConfigResponse:
+        def work():
+            try:
+                self._core.reload(request.config)
+            except ConfigError as e:
+                log.error("config reload refused: %s", e)
+                raise InvalidArgument(f"config reload refused: {e}") from e
+            log.info("config reloaded: serving %s", ", ".join(self._core.model_names))
+            return model_management_pb2.ReloadConfigResponse(
+                status=status_pb2.StatusProto(error_code=error_codes_pb2.OK))
+        return _answer(context, "HandleReloadConfigRequest", work)
+
+
+@dataclasses.dataclass
+class ServerHandle:
+    """A running server: ``port`` is the bound port (useful when started with port 0)."""
+
+    host: str
+    port: int
+    core: ServerCore
+    _server: grpc.Server
+
+    @property
+    def target(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Refuse new RPCs, let those in flight finish (up to ``grace`` s), then unload models."""
+        self._server.stop(grace).wait()
+        self.core.stop()
+
+
+def start_server(model_name: str | None = None, model_base_path: str | None = None,
+                 model_config_file: str | None = None, port: int = 0, host: str = "127.0.0.1",
+                 poll_seconds: float = 1.0, max_num_load_retries: int = 5,
+                 max_candidates: int = 10_000, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 ssl_cert: str | None = None, ssl_key: str | None = None,
+                 model_server_config: ModelServerConfig | None = None,
+                 max_workers: int = 16) -> ServerHandle:
+    """Load the models, bind ``host:port`` (0 = any free port) and start serving.
+
+    Raises ``ConfigError`` for an unusable configuration and ``OSError`` if the port cannot be bound.
+    """
+    if bool(ssl_cert) != bool(ssl_key):
+        raise ConfigError("TLS needs both --ssl_cert and --ssl_key")
+    if max_candidates < 1 or max_message_bytes < 1:
+        raise ConfigError("--max_candidates and --max_message_bytes must be positive")
+    config = model_server_config or config_from_flags(model_name, model_base_path, model_config_file)
+    core = ServerCore(poll_seconds, max_num_load_retries, max_candidates)
+    try:
+        core.reload(config)
+        server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="msrec-grpc"),
+            options=[("grpc.max_receive_message_length", max_message_bytes),
+                     ("grpc.max_send_message_length", max_message_bytes),
+                     ("grpc.so_reuseport", 0)])  # a port already in use is an error, not shared
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if ssl_cert:
+                with open(ssl_key, "rb") as k, open(ssl_cert, "rb") as c:
+                    credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+                bound = server.add_secure_port(address, credentials)
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot bind {address}: {e}") from e
+        if not bound:
+            raise OSError(f"cannot bind {address} (in use, or not an address of this machine)")
+        server.start()
+    except BaseException:
+        core.stop()
+        raise
+    core.start_polling()
+    handle = ServerHandle(host, bound, core, server)
+    log.info("serving %s on %s (%s)", ", ".join(core.model_names), handle.target,
+             "TLS" if ssl_cert else "plaintext")
+    return handle
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    # installed before the models load, so a signal during a long first load still stops cleanly
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            handle = start_server(
+                model_name=args.model_name, model_base_path=args.model_base_path,
+                model_config_file=args.model_config_file, port=args.port, host=args.host,
+                poll_seconds=args.file_system_poll_wait_seconds,
+                max_num_load_retries=args.max_num_load_retries, max_candidates=args.max_candidates,
+                max_message_bytes=args.max_message_bytes, ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+        except (ConfigError, OSError) as e:
+            print(f"msrec serve: {e}", file=sys.stderr)
+            return 1
+        while not stop.wait(1.0):
+            pass
+        handle.stop()
+        log.info("stopped")
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,186 @@
+"""TensorProto <-> numpy in bulk, and the checks of a request's tensors against a signature.
+
+Shared by the server and the client. Every conversion touches a whole repeated field or byte
+buffer at once (``list(string_val)``, ``np.fromiter``, ``np.frombuffer``): no Python work per
+candidate, which is what keeps a 500-candidate request cheap.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Mapping
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from msrec.serving.errors import InvalidArgument
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    numpy: np.dtype
+    field: str  # the TensorProto repeated field that holds values of this dtype
+
+
+_KINDS: dict[int, _Kind] = {
+    types_pb2.DT_FLOAT: _Kind(np.dtype(np.float32), "float_val"),
+    types_pb2.DT_DOUBLE: _Kind(np.dtype(np.float64), "double_val"),
+    types_pb2.DT_INT32: _Kind(np.dtype(np.int32), "int_val"),
+    types_pb2.DT_INT64: _Kind(np.dtype(np.int64), "int64_val"),
+    types_pb2.DT_BOOL: _Kind(np.dtype(np.bool_), "bool_val"),
+    types_pb2.DT_STRING: _Kind(np.dtype(object), "string_val"),
+}
+_NUMPY_TO_DT = {kind.numpy: dt for dt, kind in _KINDS.items() if dt != types_pb2.DT_STRING}
+
+
+def dtype_name(dtype: int) -> str:
+    """``DT_FLOAT`` style name of a DataType enum value (as TF Serving's messages spell it)."""
+    try:
+        return types_pb2.DataType.Name(dtype)
+    except ValueError:
+        return f"DataType({dtype})"
+
+
+def numpy_dtype(dtype: int) -> np.dtype:
+    """The numpy dtype a DataType decodes to (object for strings)."""
+    try:
+        return _KINDS[dtype].numpy
+    except KeyError:
+        raise ValueError(f"dtype {dtype_name(dtype)} is not supported") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """One signature input: its DataType enum and its shape (None = unknown dim / rank)."""
+
+    name: str
+    dtype: int
+    shape: tuple[int | None, ...] | None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "[" + ", ".join("?" if d is None else str(d) for d in self.shape) + "]"
+        return f"{self.name}: {dtype_name(self.dtype)} {dims}"
+
+
+def proto_shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidArgument(f"input {name!r}: the tensor has an unknown rank; send its shape")
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"input {name!r}: shape {list(shape)} has a negative dimension")
+    return shape
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
+    """Decode a TensorProto; ``InvalidArgument`` if its values do not fill its shape.
+
+    A single value for a larger shape is broadcast, as TensorFlow's own decoder does.
+    """
+    shape = proto_shape(proto, name)
+    kind = _KINDS.get(proto.dtype)
+    if kind is None:
+        raise InvalidArgument(f"input {name!r}: dtype {dtype_name(proto.dtype)} is not supported; "
+                              f"use one of {sorted(dtype_name(d) for d in _KINDS)}")
+    size = math.prod(shape)
+    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+        flat = np.frombuffer(proto.tensor_content, dtype=kind.numpy)
+    else:
+        values = getattr(proto, kind.field)
+        if proto.dtype == types_pb2.DT_STRING:
+            flat = np.array(list(values), dtype=object)
+        else:
+            flat = np.fromiter(values, dtype=kind.numpy, count=len(values))
+    if flat.size == size:
+        return flat.reshape(shape)
+    if flat.size == 1:
+        return np.full(shape, flat[0], dtype=kind.numpy)
+    raise InvalidArgument(f"input {name!r}: shape {list(shape)} needs {size} values but the tensor "
+                          f"holds {flat.size}")
+
+
+def _as_dt(array: np.ndarray) -> int:
+    if array.dtype.kind in ("O", "U", "S"):
+        return types_pb2.DT_STRING
+    try:
+        return _NUMPY_TO_DT[array.dtype]
+    except KeyError:
+        raise TypeError(f"numpy dtype {array.dtype} has no TensorProto encoding here; "
+                        f"use one of {sorted(str(d) for d in _NUMPY_TO_DT)} or strings") from None
+
+
+def _encode(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise TypeError(f"string tensor holds a {type(value).__name__} ({value!r}); expected str or bytes")
+
+
+def fill_tensor_proto(array: np.ndarray, proto: tensor_pb2.TensorProto) -> tensor_pb2.TensorProto:
+    """Write ``array`` into ``proto`` (e.g. ``response.outputs[name]``) in the value fields.
+
+    Values go to ``float_val`` / ``string_val`` ... rather than ``tensor_content``: that is what
+    TensorFlow Serving's gRPC Predict answers with, so clients reading ``.float_val`` work too.
+    """
+    array = np.asarray(array)
+    dt = _as_dt(array)
+    proto.dtype = dt
+    proto.tensor_shape.CopyFrom(tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in array.shape]))
+    flat = array.reshape(-1)
+    if dt == types_pb2.DT_STRING:
+        if array.dtype.kind == "S":
+            proto.string_val.extend(flat.tolist())
+        else:
+            proto.string_val.extend([_encode(v) for v in flat.tolist()])
+    else:
+        getattr(proto, _KINDS[dt].field).extend(flat.tolist())
+    return proto
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    return fill_tensor_proto(array, tensor_pb2.TensorProto())
+
+
+def check_request_tensors(tensors: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, InputSpec],
+                          signature: str, max_batch: int) -> None:
+    """Check names, dtypes, ranks, fixed dims and the batch size before anything is decoded.
+
+    Raises ``InvalidArgument`` with a message that lists what the signature expects.
+    """
+    unknown = sorted(set(tensors) - set(specs))
+    missing = sorted(set(specs) - set(tensors))
+    if unknown or missing:
+        expected = "; ".join(specs[n].describe() for n in sorted(specs))
+        what = f"unknown input(s) {unknown}" if unknown else f"missing input(s) {missing}"
+        raise InvalidArgument(f"{what} for signature {signature!r}; expected inputs: {expected}")
+    batch: dict[str, int] = {}
+    for name in sorted(tensors):
+        proto, spec = tensors[name], specs[name]
+        if proto.dtype != spec.dtype:
+            raise InvalidArgument(f"input {name!r} has dtype {dtype_name(proto.dtype)}; signature "
+                                  f"{signature!r} expects {spec.describe()}")
+        shape = proto_shape(proto, name)
+        if spec.shape is not None:
+            if len(shape) != len(spec.shape):
+                raise InvalidArgument(f"input {name!r} has shape {list(shape)} (rank {len(shape)}); "
+                                      f"signature {signature!r} expects {spec.describe()} "
+                                      f"(rank {len(spec.shape)})")
+            for axis, (got, want) in enumerate(zip(shape, spec.shape)):
+                if want is not None and got != want:
+                    raise InvalidArgument(f"input {name!r} has shape {list(shape)}; dimension {axis} "
+                                          f"must be {want} ({spec.describe()})")
+            if spec.shape and spec.shape[0] is None:
+                batch[name] = shape[0]
+    sizes = set(batch.values())
+    if len(sizes) > 1:
+        groups = []
+        for size in sorted(sizes):
+            names = [n for n, b in batch.items() if b == size]
+            shown = names if len(names) <= 5 else names[:5] + [f"... {len(names) - 5} more"]
+            groups.append(f"{size} rows in {shown}")
+        raise InvalidArgument("inputs disagree on the batch size (dimension 0): " + "; ".join(groups)
+                              + "; every input needs one row per candidate")
+    if sizes and max(sizes) > max_batch:
+        raise InvalidArgument(f"the request holds {max(sizes)} candidates; this server accepts at most "
+                              f"{max_batch} per request (--max_candidates): split the request")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 from typing import Any, Mapping
 
 import msrec  # noqa: F401
@@ -20,6 +22,31 @@ from msrec.models.registry import build_model
 
 log = logging.getLogger(__name__)
 SPEC_FILE = "feature_spec.json"
+TRAINING_STATS = "training_stats.json"
+
+
+class Throughput(tf.keras.callbacks.Callback):
+    """Training examples per second over the epochs (validation excluded). A partial last batch is
+    counted as full, which overstates the count by less than one batch per epoch."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self.examples = 0
+        self.seconds = 0.0
+        self._start = 0.0
+        self._batch_start = 0.0
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self.seconds += time.perf_counter() - self._batch_start
+        self.examples += self._batch_size
+
+    def stats(self) -> dict[str, float]:
+        return {"examples": self.examples, "seconds": round(self.seconds, 3),
+                "examples_per_s": round(self.examples / self.seconds, 1) if self.seconds else 0.0}
 
 
 def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scenario_vocab: list[str]) -> FeatureSpec:
@@ -72,8 +99,13 @@ def run_fn(fn_args: Any) -> None:
         warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output)
     else:
         log.info("Trainer: no blessed model to warm start from; training from scratch")
-    model.fit(train, validation_data=evaluation, epochs=int(cfg.get("epochs", 1)), verbose=2,
-              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)])
+    throughput = Throughput(batch_size)
+    model.fit(train, validation_data=evaluation, epochs=int(cfg.get("epochs", 1)),
+              verbose=1 if sys.stdout.isatty() else 2,
+              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50), throughput])
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_STATS), "w") as fh:
+        json.dump({"model": cfg["model"], "params": int(model.count_params()), **throughput.stats()}, fh)
     export.export(model, tft_output, config, fn_args.serving_model_dir, cfg["model"])
     warm_start.save(model, spec, cfg["model"], fn_args.serving_model_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "assets.extra", SPEC_FILE), "w") as fh:

@@ -72,6 +72,10 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
     pushed = outputs.get("AtomicPusher", {}).get("pushed_model")
     if pushed is not None:
         rep["pushed_version"] = int(_custom(pushed, "pushed_version")) if _custom(pushed, "pushed") else None
+    run_art = outputs.get("Trainer", {}).get("model_run")
+    training = _read_json(os.path.join(run_art.uri, "training_stats.json")) if run_art is not None else None
+    if training:
+        rep["training"] = training
     rep["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     rep["wall_s"] = round(wall_s, 2)
     if error is not None:
@@ -142,6 +146,10 @@ def format_report(rep: Mapping[str, Any]) -> str:
         lines.append(f"blessed {rep['blessed']}: {rep['blessing_reason']}")
     if "pushed_version" in rep:
         lines.append(f"pushed version {rep['pushed_version']}" if rep["pushed_version"] else "not pushed")
+    if rep.get("training"):
+        t = rep["training"]
+        lines.append(f"training: {t['examples']} examples in {t['seconds']:.1f}s = {t['examples_per_s']:.0f} examples/s, "
+                     f"{t['params']} parameters")
     if rep.get("timings_s"):
         lines.append("component wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in rep["timings_s"].items()))
     if rep.get("error"):

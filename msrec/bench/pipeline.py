@@ -1,0 +1,61 @@
+"""``msrec bench pipeline``: wall time per pipeline component for one day of N impressions, and
+training examples/s per model, printed as a table with the machine noted."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from typing import Any, Sequence
+
+import msrec  # noqa: F401
+from msrec.bench.machine import format_machine, machine_info
+from msrec.data.generator import generate
+from msrec.pipeline import daily
+
+DEFAULT_SIZES = (200_000, 1_000_000)
+DEFAULT_MODELS = ("sarnet", "mmoe")
+
+
+def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) -> list[dict[str, Any]]:
+    """One one-day run (eval = the day's last fifth) per size and model, on the same logs."""
+    rows = []
+    for n in sizes:
+        data = generate(os.path.join(out_dir, f"data-{n}"), days=1, impressions_per_day=n, seed=0, progress=False)
+        for model in models:
+            rep = daily.run_day(str(data.logs_dir), data.dates[0], os.path.join(out_dir, f"work-{n}-{model}"),
+                                model=model, window=1, epochs=1)
+            rows.append({"impressions": n, "model": model, "wall_s": rep["wall_s"], "timings_s": rep["timings_s"],
+                         "training": rep.get("training", {}), "auc": rep.get("metrics", {}).get("overall", {}).get("auc"),
+                         "error": rep.get("error")})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    components = list(dict.fromkeys(c for r in rows for c in r["timings_s"]))
+    heads = [f"{r['impressions'] // 1000}k {r['model']}" for r in rows]
+    width = max([14] + [len(h) + 2 for h in heads])
+    lines = [f"{'component (s)':<22}" + "".join(f"{h:>{width}}" for h in heads)]
+    for c in components:
+        lines.append(f"{c:<22}" + "".join(f"{r['timings_s'].get(c, float('nan')):>{width}.1f}" for r in rows))
+    lines.append(f"{'whole run':<22}" + "".join(f"{r['wall_s']:>{width}.1f}" for r in rows))
+    lines.append(f"{'train examples/s':<22}" + "".join(
+        f"{r['training'].get('examples_per_s', float('nan')):>{width}.0f}" for r in rows))
+    lines.append(f"{'eval AUC':<22}" + "".join(f"{(r['auc'] or float('nan')):>{width}.4f}" for r in rows))
+    for r in rows:
+        if r["error"]:
+            lines.append(f"{r['impressions']} {r['model']} FAILED: {r['error']}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    daily.show_progress()
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(DEFAULT_SIZES)
+    models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
+    out = args.out or tempfile.mkdtemp(prefix="msrec-bench-pipeline-")
+    rows = bench_pipeline(sizes, models, out)
+    table = format_table(rows)
+    print(f"msrec bench pipeline: one day per run, DirectRunner in_memory\n{format_machine(machine_info())}\n{table}")
+    with open(os.path.join(out, "bench_pipeline.json"), "w") as fh:
+        json.dump({"machine": machine_info(), "rows": rows}, fh, indent=1)
+    return 0 if not any(r["error"] for r in rows) else 1

@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from msrec.features import FeatureConfig, load_feature_config
 from msrec.serving.client import ServingClientError
-from msrec.serving.toy_model import export_toy_model, random_features, raw_input_specs
+from msrec.serving.toy_model import export_toy_model, random_features
+from msrec.signatures import raw_input_specs
 
 REPO = Path(__file__).resolve().parents[1]
 FEATURE_CONFIG = REPO / "schemas" / "feature_config.yaml"

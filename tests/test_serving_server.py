@@ -16,7 +16,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from msrec.serving.client import PredictClient, ServingClientError
 from msrec.serving.server import start_server
 from msrec.serving.tensors import fill_tensor_proto
-from msrec.serving.toy_model import raw_input_specs
+from msrec.signatures import raw_input_specs
 from serving_fixtures import (build_toy_model, feature_config, in_process_ctr, push_corrupt_version, push_version,
                               sample_inputs, states, wait_for)
 

@@ -203,13 +203,3 @@ def test_kubernetes_manifests_agree_with_each_other():
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert "cpu" in container["resources"]["requests"]  # utilisation is measured against the request
-
-
-# ---- the toy model honours the export contract -------------------------------------------------
-
-def test_toy_model_inputs_follow_the_pipeline_export_contract():
-    from msrec.models import export
-    from msrec.serving.toy_model import raw_input_specs
-
-    config = feature_config()
-    assert raw_input_specs(config) == export.raw_input_specs(config)

@@ -34,7 +34,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
 from msrec.bench.machine import format_machine, machine_info
-from msrec.serving.servable import WARMUP_FILE
+from msrec.signatures import WARMUP_FILE
 from msrec.serving.tensors import fill_tensor_proto
 
 SIZES = (1, 100, 500)

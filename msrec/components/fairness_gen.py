@@ -28,9 +28,9 @@ import msrec  # noqa: F401
 from msrec.components import scenario_stats
 from msrec.components.fairness import DEFAULT_SHRINK_K, Exposure, fairness_coefficients, sum_exposures
 from msrec.features import FAIRNESS_COEF, LABEL
+from msrec.signatures import EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY
 
 log = logging.getLogger(__name__)
-EXAMPLE_SIGNATURE = "serving_tfexample"
 
 
 class ScenarioStats(types.Artifact):
@@ -98,8 +98,8 @@ class _Predict(beam.DoFn):
         else:
             import tensorflow as tf
 
-            out = self._fn(examples=tf.constant([b for _, b in batch]))
-            preds = np.reshape(out["ctr"].numpy(), [-1]).astype(np.float64)
+            out = self._fn(**{EXAMPLE_INPUT: tf.constant([b for _, b in batch])})
+            preds = np.reshape(out[OUTPUT_KEY].numpy(), [-1]).astype(np.float64)
         for (split, serialized), p in zip(batch, preds):
             yield split, serialized, _key_fields(serialized), float(p)
 

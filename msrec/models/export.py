@@ -18,23 +18,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from msrec.features import FAIRNESS_COEF, LABEL, FeatureConfig
+from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY, WARMUP_FILE, \
+    raw_input_specs
 
-DEFAULT_SIGNATURE = "serving_default"
-EXAMPLE_SIGNATURE = "serving_tfexample"
-OUTPUT_KEY = "ctr"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _NOT_SERVED = (LABEL, FAIRNESS_COEF)
-
-
-def raw_input_specs(config: FeatureConfig) -> dict[str, tf.TensorSpec]:
-    """The serving_default inputs, in a stable order."""
-    specs: dict[str, tf.TensorSpec] = {}
-    for f in config.features:
-        dtype = tf.float32 if f.kind == "numeric" else tf.string
-        specs[f.name] = tf.TensorSpec([None], dtype, name=f.name)
-    for name in config.sequence.feature_names:
-        specs[name] = tf.TensorSpec([None, None], tf.string, name=name)
-    return specs
 
 
 def _to_raw_spec(value: tf.Tensor, spec: Any) -> tf.Tensor | tf.SparseTensor:
@@ -76,7 +63,7 @@ class ServingModule(tf.Module):
             raw = {k: _to_raw_spec(given[k], spec) for k, spec in raw_spec.items() if k in given}
             return self._predict(raw)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)])
         def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
             return self._predict(tf.io.parse_example(examples, raw_spec))
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import tensorflow_model_analysis as tfma
 
 from msrec.features import LABEL
-from msrec.models.export import EXAMPLE_SIGNATURE, OUTPUT_KEY
+from msrec.signatures import EXAMPLE_SIGNATURE, OUTPUT_KEY
 
 SCENARIO_SLICE = "scenario_id"
 CANDIDATE, BASELINE = "candidate", "baseline"

@@ -13,11 +13,9 @@ from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, 
 
 from msrec.serving.errors import FailedPrecondition, InvalidArgument, ServingError
 from msrec.serving.tensors import InputSpec, check_request_tensors, fill_tensor_proto, to_ndarray
+from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, WARMUP_FILE
 
-DEFAULT_SIGNATURE = "serving_default"
-EXAMPLE_SIGNATURE = "serving_tfexample"  # the pushed model's signature over serialized tf.Examples
 CTR_OUTPUT = "ctr"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's own cap on a warm-up file
 
 

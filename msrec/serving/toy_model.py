@@ -22,26 +22,9 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from msrec.features import SEQ_PREFIX, FeatureConfig
 from msrec.serving.tensors import fill_tensor_proto
+from msrec.signatures import EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY, WARMUP_FILE, raw_input_specs
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-OUTPUT = "ctr"
-EXAMPLE_SIGNATURE = "serving_tfexample"
-EXAMPLE_INPUT = "examples"
-
-
-def raw_input_specs(config: FeatureConfig) -> dict[str, tf.TensorSpec]:
-    """The ``serving_default`` inputs the contract derives from a feature config.
-
-    The same rule as ``msrec.models.export.raw_input_specs`` (a test holds them equal), kept here so
-    that serving does not import tf.Transform.
-    """
-    specs: dict[str, tf.TensorSpec] = {}
-    for f in config.features:
-        dtype = tf.float32 if f.kind == "numeric" else tf.string
-        specs[f.name] = tf.TensorSpec([None], dtype, name=f.name)
-    for name in config.sequence.feature_names:
-        specs[name] = tf.TensorSpec([None, None], tf.string, name=name)
-    return specs
+OUTPUT = OUTPUT_KEY
 
 
 class ToyCtrModel(tf.Module):

@@ -1,0 +1,29 @@
+"""The pushed-model contract shared by the exporter, the server and its test model (DESIGN §6):
+signature names, the output key, the warm-up file and the raw ``serving_default`` inputs.
+Kept apart from the exporter so that serving does not import tf.Transform."""
+from __future__ import annotations
+
+import os
+
+import msrec  # noqa: F401
+import tensorflow as tf
+
+from msrec.features import FeatureConfig
+
+DEFAULT_SIGNATURE = "serving_default"
+EXAMPLE_SIGNATURE = "serving_tfexample"
+EXAMPLE_INPUT = "examples"
+OUTPUT_KEY = "ctr"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def raw_input_specs(config: FeatureConfig) -> dict[str, tf.TensorSpec]:
+    """The serving_default inputs, in a stable order: categorical -> string [None], numeric ->
+    float32 [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with ''."""
+    specs: dict[str, tf.TensorSpec] = {}
+    for f in config.features:
+        dtype = tf.float32 if f.kind == "numeric" else tf.string
+        specs[f.name] = tf.TensorSpec([None], dtype, name=f.name)
+    for name in config.sequence.feature_names:
+        specs[name] = tf.TensorSpec([None, None], tf.string, name=name)
+    return specs

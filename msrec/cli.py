@@ -47,6 +47,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auc-floor", type=float, default=0.55)
     p.add_argument("--auc-delta", type=float, default=0.01,
                    help="largest per-scenario AUC drop vs the blessed model still blessed")
+    p.add_argument("--min-scenario-samples", type=int, default=1000,
+                   help="scenarios with fewer eval samples are reported but not gated")
+    p.add_argument("--hparams", default="{}", help='model hyper-parameters as JSON, e.g. \'{"learning_rate": 0.003}\'')
     p.add_argument("--beam-pipeline-args", default="--direct_running_mode=in_memory",
                    help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...'")
 
@@ -119,7 +122,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: generate, backfill, serve, query, report")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--days", type=int, default=3)
-    p.add_argument("--impressions-per-day", type=int, default=100_000)
+    p.add_argument("--impressions-per-day", type=int, default=60_000)
     p.add_argument("--model", default="sarnet", help=MODEL_HELP)
     p.set_defaults(func=_lazy("msrec.demo:main"))
 

@@ -151,10 +151,21 @@ def show_progress() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def _hparams(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise SystemExit(f"msrec: --hparams is not JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"msrec: --hparams must be a JSON object, got {text!r}")
+    return value
+
+
 def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     show_progress()
     return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
                 feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
-                auc_floor=args.auc_floor, auc_delta=args.auc_delta,
+                auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
+                hparams=_hparams(args.hparams),
                 beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)), **extra)
 

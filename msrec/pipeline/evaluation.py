@@ -75,7 +75,7 @@ def read_metrics(evaluation_uri: str, model_name: str = CANDIDATE) -> dict[str, 
 class BlessingRule:
     auc_floor: float = 0.55
     auc_delta: float = 0.01
-    min_slice_size: int = 200
+    min_slice_size: int = 1000
 
 
 def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rule: BlessingRule

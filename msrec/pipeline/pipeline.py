@@ -39,7 +39,7 @@ class DailyRun:
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     auc_floor: float = 0.55
     auc_delta: float = 0.01
-    min_slice_size: int = 200
+    min_slice_size: int = 1000
     seed: int = 0
     schema_path: str = DEFAULT_SCHEMA
     beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)

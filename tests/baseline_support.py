@@ -1,0 +1,100 @@
+"""Helpers shared by the baseline model tests (PLE/CGC, STAR, PEPNet, AdaSparse, single DNN):
+a small FeatureSpec from the project's feature config, planted-signal data, a short training run,
+and a SavedModel round trip.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping
+
+import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+from msrec.features import FeatureSpec, load_feature_config
+from msrec.models.base import feature_signature
+from msrec.models.registry import build_model
+from msrec.models.synthetic import planted_ctr_batch
+
+CONFIG = os.path.join(os.path.dirname(__file__), os.pardir, "schemas", "feature_config.yaml")
+SEQUENCE_LENGTH = 8
+# Small fake vocabularies: the tests exercise the models' logic, not their capacity.
+VOCAB = {"user_id": 40, "item_id": 60, "scenario_id": 4, "category": 8, "brand": 12, "city": 6,
+         "theme": 5, "scenario_type": 3}
+# Narrow layers keep every model's tests fast on two shared cores.
+SMALL = {"embedding_dim": 8, "attention_units": (16,)}
+
+
+def small_spec(vocab: Mapping[str, int] | None = None) -> FeatureSpec:
+    config = load_feature_config(CONFIG)
+    sizes = {name: (vocab or VOCAB).get(name, 4) for name in config.categorical}
+    return dataclasses.replace(FeatureSpec.from_config(config, sizes), sequence_length=SEQUENCE_LENGTH)
+
+
+def batch(spec: FeatureSpec, n: int, seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``(features, labels)`` of ``n`` planted-signal examples."""
+    planted = planted_ctr_batch(spec, n, seed=seed, min_history=2)
+    return planted.features, planted.labels
+
+
+def predict(model: tf.keras.Model, features: Mapping[str, np.ndarray]) -> np.ndarray:
+    return model({k: tf.constant(v) for k, v in features.items()}, training=False).numpy()
+
+
+def with_scenario(features: Mapping[str, np.ndarray], scenario: int, spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """The same examples with only the scenario index changed."""
+    out = dict(features)
+    out[spec.scenario_feature] = np.full_like(features[spec.scenario_feature], scenario)
+    return out
+
+
+def train_auc(name: str, hparams: Mapping[str, Any], n_train: int = 3000, n_test: int = 1500,
+              epochs: int = 3, learning_rate: float = 1e-2) -> float:
+    """Test AUC after a short training run on the planted signal."""
+    tf.keras.utils.set_random_seed(0)
+    spec = small_spec()
+    x, y = batch(spec, n_train, seed=1)
+    x_test, y_test = batch(spec, n_test, seed=2)
+    model = build_model(name, spec, hparams)
+    # Eager: for a few dozen small steps, tracing the train function costs more than it saves.
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=tf.keras.losses.BinaryCrossentropy(),
+                  run_eagerly=True)
+    model.fit(x, y, batch_size=256, epochs=epochs, verbose=0)
+    return float(roc_auc_score(y_test, predict(model, x_test)[:, 0]))
+
+
+def train_step(model: tf.keras.Model, features: Mapping[str, np.ndarray], labels: np.ndarray,
+               optimizer: tf.keras.optimizers.Optimizer | None = None) -> float:
+    """One eager Adam (or ``optimizer``) step on BCE plus the model's auxiliary losses; the loss."""
+    optimizer = optimizer or tf.keras.optimizers.Adam(1e-3)
+    inputs = {k: tf.constant(v) for k, v in features.items()}
+    with tf.GradientTape() as tape:
+        p = model(inputs, training=True)
+        loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(labels[:, None], p)) + tf.add_n(
+            [tf.constant(0.0)] + model.losses)
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return float(loss)
+
+
+class _Serving(tf.Module):
+    def __init__(self, model: tf.keras.Model, spec: FeatureSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.serve = tf.function(lambda features: {"ctr": self.model(features, training=False)},
+                                 input_signature=[feature_signature(spec)])
+
+
+def saved_model_predictions(model: tf.keras.Model, spec: FeatureSpec, features: Mapping[str, np.ndarray],
+                            export_dir: str) -> np.ndarray:
+    """Save ``model`` in a tf.Module wrapper, reload it, and predict ``features`` with the reload."""
+    tf.saved_model.save(_Serving(model, spec), export_dir)
+    loaded = tf.saved_model.load(export_dir)
+    return loaded.serve({k: tf.constant(v) for k, v in features.items()})["ctr"].numpy()
+
+
+def assert_probabilities(p: np.ndarray, n: int) -> None:
+    assert p.shape == (n, 1) and p.dtype == np.float32
+    assert np.all(np.isfinite(p)) and np.all((p > 0.0) & (p < 1.0))

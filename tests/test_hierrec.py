@@ -1,0 +1,100 @@
+"""HierRec: the model contract, its ablations, SavedModel export, learning, and its dynamic weights."""
+import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.metrics import roc_auc_score
+
+from baseline_support import SMALL, assert_probabilities, predict, saved_model_predictions, small_spec, with_scenario
+from msrec.features import FeatureSpec
+from msrec.models.registry import build_model
+from msrec.models.synthetic import planted_ctr_batch
+
+
+@pytest.fixture(scope="module")
+def spec() -> FeatureSpec:
+    return small_spec()
+
+
+def test_outputs_a_probability_per_example_even_for_an_unseen_scenario(spec):
+    model = build_model("hierrec", spec)
+    x = planted_ctr_batch(spec, 32, seed=0).features
+    assert_probabilities(predict(model, x), 32)
+    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
+
+
+@pytest.mark.parametrize("ablation, explicit, heads", [
+    ({}, True, 4),
+    ({"use_multi_head": False}, True, 1),  # −MI
+    ({"use_implicit": False}, True, None),  # −I
+    ({"use_explicit": False}, False, 4),  # −E
+])
+def test_each_ablation_removes_its_module_and_every_remaining_weight_is_trained(spec, ablation, explicit, heads):
+    model = build_model("hierrec", spec, ablation)
+    data = planted_ctr_batch(spec, 32, seed=1)
+    x = {k: tf.constant(v) for k, v in data.features.items()}
+    with tf.GradientTape() as tape:
+        p = model(x, training=True)
+        loss = tf.keras.losses.binary_crossentropy(data.labels[:, None], p)
+    assert_probabilities(p.numpy(), 32)
+    grads = tape.gradient(loss, model.trainable_variables)
+    dead = [v.name for v, g in zip(model.trainable_variables, grads)
+            if g is None or not np.any(tf.convert_to_tensor(g).numpy())]
+    assert not dead
+    conditions = model.scenario_conditions(x)
+    assert (conditions["explicit"] is not None) == explicit
+    if heads is None:
+        assert conditions["implicit"] is None
+    else:
+        assert conditions["implicit"].shape[:2] == (32, heads)
+
+
+def test_savedmodel_reload_gives_the_same_predictions(spec, tmp_path):
+    model = build_model("hierrec", spec, SMALL)
+    x = planted_ctr_batch(spec, 24, seed=2).features
+    expected = predict(model, x)
+    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def trained(spec) -> tuple[tf.keras.Model, float, float]:
+    """HierRec after a short training run on the planted signal, its test AUC and the best AUC."""
+    tf.keras.utils.set_random_seed(0)
+    model = build_model("hierrec", spec, SMALL)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    train, test = planted_ctr_batch(spec, 4000, seed=10), planted_ctr_batch(spec, 1500, seed=11)
+    model.fit(train.features, train.labels, batch_size=128, epochs=5, verbose=0)
+    auc = roc_auc_score(test.labels, predict(model, test.features)[:, 0])
+    return model, auc, roc_auc_score(test.labels, test.click_prob)
+
+
+def test_learns_the_planted_scenario_and_behaviour_signal(trained):
+    _, auc, best = trained  # best: what the true click probabilities reach
+    assert 0.65 < auc <= best + 0.02, (auc, best)
+
+
+def _in_scenario(features: dict[str, np.ndarray], spec: FeatureSpec, index: int) -> dict[str, np.ndarray]:
+    """The same examples moved to one scenario: every scenario feature (id, type, theme) set to ``index``."""
+    return {k: np.full_like(v, index) if k in spec.groups["scenario"] else v for k, v in features.items()}
+
+
+def test_generated_weights_depend_on_the_scenario_not_only_on_the_features(spec, trained):
+    model = trained[0]
+    x = planted_ctr_batch(spec, 8, seed=3).features
+    in_a = model.scenario_conditions(_in_scenario(x, spec, 1))
+    in_b = model.scenario_conditions(_in_scenario(x, spec, 2))
+
+    def gap(a: tf.Tensor, b: tf.Tensor) -> np.ndarray:
+        """Largest difference per example; exactly 0 where the inputs of a row do not matter."""
+        return np.abs(a.numpy() - b.numpy()).reshape(a.shape[0], -1).max(axis=1)
+
+    # Same features, other scenario: every example gets other generated weights, for the explicit
+    # layer and for the implicit layers (through the scenario-aware attention).
+    assert gap(in_a["explicit"], in_b["explicit"]).min() > 1e-3
+    assert gap(in_a["implicit"], in_b["implicit"]).min() > 1e-5
+    # Within one scenario the explicit weights are the scenario's alone (coarse-grained); the implicit
+    # weights also follow each example's common features (fine-grained).
+    explicit, implicit = in_a["explicit"], in_a["implicit"]
+    assert gap(explicit, tf.broadcast_to(explicit[:1], explicit.shape)).max() < 1e-6
+    assert gap(implicit, tf.broadcast_to(implicit[:1], implicit.shape))[1:].min() > 1e-5

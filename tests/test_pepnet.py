@@ -1,0 +1,84 @@
+import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
+                              train_auc, train_step, with_scenario)
+from msrec.models.registry import build_model
+
+HP = {**SMALL, "hidden_units": (16, 8), "gate_units": 8}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return small_spec()
+
+
+def _inputs(features):
+    return {k: tf.constant(v) for k, v in features.items()}
+
+
+def test_output_is_a_probability_per_example_even_for_the_oov_scenario(spec):
+    model = build_model("pepnet", spec, HP)
+    x, _ = batch(spec, 32)
+    assert_probabilities(predict(model, x), 32)
+    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
+
+
+@pytest.mark.parametrize("overrides", [{"use_epnet": False}, {"use_ppnet": False},
+                                       {"use_epnet": False, "use_ppnet": False}])
+def test_ablation_switches_build_and_run(spec, overrides):
+    model = build_model("pepnet", spec, {**HP, **overrides})
+    x, y = batch(spec, 64)
+    assert np.isfinite(train_step(model, x, y))
+    assert_probabilities(predict(model, x), 64)
+    assert (model.epnet is not None) == overrides.get("use_epnet", True)
+    assert (model.ppnet is not None) == overrides.get("use_ppnet", True)
+
+
+def test_prior_features_must_be_categorical_features(spec):
+    with pytest.raises(ValueError, match="prior_features"):
+        build_model("pepnet", spec, {**HP, "prior_features": ("user_id", "author_id")})
+
+
+def test_epnet_scales_every_field_by_a_scenario_dependent_factor_in_0_2(spec):
+    model = build_model("pepnet", spec, HP)
+    x, _ = batch(spec, 16)
+    fields = len(spec.categorical) + len(spec.numeric) + 1  # + the pooled behaviour sequence
+    d1 = model.epnet_gate(_inputs(with_scenario(x, 1, spec))).numpy()
+    d2 = model.epnet_gate(_inputs(with_scenario(x, 2, spec))).numpy()
+    assert d1.shape == (16, fields)
+    assert np.all((d1 > 0) & (d1 < 2))
+    assert np.abs(d1 - d2).min() > 1e-7
+
+
+def test_epnet_gate_does_not_train_the_general_embeddings(spec):
+    """sg(E): the gate's gradient reaches the domain features' embeddings, not the others'."""
+    model = build_model("pepnet", spec, HP)
+    x, _ = batch(spec, 16)
+    predict(model, x)
+    tables = model.inputs_layer.embedding.tables
+    with tf.GradientTape() as tape:
+        delta = model.epnet_gate(_inputs(x))
+    grads = tape.gradient(delta, [tables["scenario_id"].embeddings, tables["user_id"].embeddings])
+    assert np.abs(tf.convert_to_tensor(grads[0]).numpy()).sum() > 0
+    assert grads[1] is None
+
+
+def test_changing_only_the_scenario_changes_the_prediction(spec):
+    model = build_model("pepnet", spec, HP)
+    x, _ = batch(spec, 16)
+    p1, p2 = predict(model, with_scenario(x, 1, spec)), predict(model, with_scenario(x, 2, spec))
+    assert np.abs(p1 - p2).min() > 1e-7
+
+
+def test_saved_model_reload_predicts_the_same(spec, tmp_path):
+    model = build_model("pepnet", spec, HP)
+    x, _ = batch(spec, 16)
+    expected = predict(model, x)
+    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_learns_the_planted_signal():
+    assert train_auc("pepnet", HP) > 0.65

@@ -1,0 +1,86 @@
+import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
+                              train_auc, train_step, with_scenario)
+from msrec.models.registry import build_model, default_hparams
+
+HP = {**SMALL, "expert_units": (16,), "tower_units": (8,)}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return small_spec()
+
+
+@pytest.mark.parametrize("name", ["ple", "cgc"])
+def test_output_is_a_probability_per_example(spec, name):
+    x, _ = batch(spec, 32)
+    assert_probabilities(predict(build_model(name, spec, HP), x), 32)
+
+
+def test_cgc_is_ple_with_one_extraction_network(spec):
+    assert default_hparams("cgc")["num_levels"] == 1 and default_hparams("ple")["num_levels"] == 2
+    ple, cgc = build_model("ple", spec, HP), build_model("cgc", spec, HP)
+    x, _ = batch(spec, 4)
+    predict(ple, x), predict(cgc, x)
+    assert len(ple.extraction_networks) == 2 and len(cgc.extraction_networks) == 1
+    # The shared gate routes the shared branch to the next level, so only non-final levels have one.
+    assert ple.extraction_networks[0].shared_gate is not None
+    assert ple.extraction_networks[1].shared_gate is None and cgc.extraction_networks[0].shared_gate is None
+
+
+@pytest.mark.parametrize("overrides", [
+    {"num_levels": 3},
+    {"num_specific_experts": 0},
+    {"num_shared_experts": 0},
+    {"batch_norm": True, "dropout": 0.2},
+])
+def test_ablation_switches_build_and_run(spec, overrides):
+    model = build_model("ple", spec, {**HP, **overrides})
+    x, y = batch(spec, 64)
+    assert np.isfinite(train_step(model, x, y))
+    assert_probabilities(predict(model, x), 64)
+
+
+def test_no_expert_at_all_is_rejected(spec):
+    with pytest.raises(ValueError, match="at least one expert"):
+        build_model("ple", spec, {**HP, "num_specific_experts": 0, "num_shared_experts": 0})
+
+
+def test_changing_only_the_scenario_changes_the_prediction(spec):
+    model = build_model("ple", spec, HP)
+    x, _ = batch(spec, 16)
+    p1, p2 = predict(model, with_scenario(x, 1, spec)), predict(model, with_scenario(x, 2, spec))
+    assert np.abs(p1 - p2).min() > 1e-6
+    oov = spec.num_scenarios - 1
+    assert np.all(np.isfinite(predict(model, with_scenario(x, oov, spec))))
+
+
+def test_scenario_parameters_are_gathered_not_computed_for_every_scenario(spec):
+    """A batch of scenario 1 sends no gradient to scenario 2's experts, gates or tower."""
+    model = build_model("ple", spec, HP)
+    x, y = batch(spec, 32)
+    x = with_scenario(x, 1, spec)
+    with tf.GradientTape() as tape:
+        loss = tf.keras.losses.binary_crossentropy(y[:, None], model(x, training=True))
+    stacked = [v for v in model.trainable_variables if v.shape.rank and v.shape[0] == spec.num_scenarios
+               and "emb_" not in v.name]
+    assert len(stacked) >= 8  # per level: expert layer(s) and scenario gate; the tower and logit
+    for var, grad in zip(stacked, tape.gradient(loss, stacked)):
+        grad = tf.convert_to_tensor(grad).numpy()
+        assert np.abs(grad[1]).sum() > 0, var.name
+        assert np.all(grad[2] == 0), var.name
+
+
+def test_saved_model_reload_predicts_the_same(spec, tmp_path):
+    model = build_model("ple", spec, HP)
+    x, _ = batch(spec, 16)
+    expected = predict(model, x)
+    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_learns_the_planted_signal():
+    assert train_auc("ple", HP) > 0.7

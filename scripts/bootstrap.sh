@@ -10,15 +10,22 @@ if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want"
   echo "$venv/bin/python"; exit 0
 fi
 
+is_py310() {  # a pyenv shim can be on PATH yet refuse to run, so ask the interpreter itself
+  "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' >/dev/null 2>&1
+}
+
 find_py310() {
   local c
-  for c in "${MSREC_PYTHON:-}" python3.10; do
-    [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 && { command -v "$c"; return 0; }
+  for c in "${MSREC_PYTHON:-}" "$(command -v python3.10 2>/dev/null)"; do
+    [ -n "$c" ] && is_py310 "$c" && { echo "$c"; return 0; }
   done
-  if command -v pyenv >/dev/null 2>&1; then
-    for c in "$(pyenv root)"/versions/3.10.*/bin/python; do [ -x "$c" ] && { echo "$c"; return 0; }; done
-  fi
-  for c in "$HOME"/.pyenv/versions/3.10.*/bin/python; do [ -x "$c" ] && { echo "$c"; return 0; }; done
+  local roots=("$HOME/.pyenv")
+  command -v pyenv >/dev/null 2>&1 && roots=("$(pyenv root)" "${roots[@]}")
+  for r in "${roots[@]}"; do
+    for c in "$r"/versions/3.10.*/bin/python; do
+      [ -x "$c" ] && is_py310 "$c" && { echo "$c"; return 0; }
+    done
+  done
   return 1
 }
 

@@ -242,7 +242,8 @@ class FeedForwardAttention(tf.keras.layers.Layer):
     def __init__(self, units: Sequence[int] = (64, 32), activation: str = "relu", **kwargs) -> None:
         super().__init__(**kwargs)
         self.mlp = MLP(units, activation=activation, name="mlp")
-        self.score = tf.keras.layers.Dense(1, name="score")
+        # No bias: a constant added to every score cancels in the softmax, so it could never learn.
+        self.score = tf.keras.layers.Dense(1, use_bias=False, name="score")
         self.query_projection: tf.keras.layers.Dense | None = None
 
     def build(self, input_shape) -> None:

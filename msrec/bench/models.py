@@ -1,0 +1,177 @@
+"""``msrec bench models``: every model trained on the same generated window with the same budget and
+evaluated on the same eval day, over several seeds, as a per-scenario AUC table like the papers'.
+
+The window goes through the real pipeline once (ingestion, FairnessGen, Transform); every model
+then trains in-process on those transformed examples, so the comparison is of models only.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import tempfile
+import time
+from typing import Any, Sequence
+
+import msrec  # noqa: F401
+import numpy as np
+
+from msrec.bench.machine import format_machine, machine_info
+from msrec.data.generator import generate
+from msrec.data.truth import auc, load_truth, oracle_auc
+from msrec.features import load_feature_config
+from msrec.pipeline import daily
+from msrec.pipeline.report import relaimpr
+
+SEED_MODELS = ("sarnet", "hierrec", "sfpnet", "hmdn_mmoe", "hmdn_pepnet", "optmsm")
+BASELINES = ("mix", "single", "shared_bottom", "mmoe", "cgc", "ple", "star", "pepnet", "adasparse")
+INFERENCE_BATCH = 2000
+
+
+def _latest(pattern: str) -> str:
+    paths = sorted(glob.glob(pattern), key=lambda p: int(os.path.basename(p)))
+    if not paths:
+        raise FileNotFoundError(f"nothing matches {pattern}: did the pipeline run reach Transform?")
+    return paths[-1]
+
+
+def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
+    """Generate the window and run the pipeline once to get its transformed examples."""
+    data = generate(os.path.join(out_dir, "data"), days=days, impressions_per_day=per_day, seed=0, progress=False)
+    workdir = os.path.join(out_dir, "work")
+    rep = daily.run_day(str(data.logs_dir), data.dates[-1], workdir, model="mix", window=days, epochs=1)
+    if rep.get("error"):
+        raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
+    root = os.path.join(workdir, "pipeline", "mix", "Transform")
+    with open(os.path.join(workdir, daily.SCENARIO_INDEX)) as fh:
+        scenarios = json.load(fh)
+    return {"data": data, "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
+            "examples": _latest(os.path.join(root, "transformed_examples", "*")), "scenarios": scenarios,
+            "config": load_feature_config(os.path.join(str(data.logs_dir), "feature_config.yaml"))}
+
+
+def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, batch_size: int,
+                       learning_rate: float) -> dict[str, Any]:
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from msrec.features import LABEL
+    from msrec.models.registry import build_model
+    from msrec.models.trainer import Throughput, dataset, feature_spec
+
+    tf.keras.utils.set_random_seed(seed)
+    tft_output = tft.TFTransformOutput(prep["transform_graph"])
+    spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
+    model = build_model(name, spec, {"learning_rate": learning_rate})
+    use_fc = bool(getattr(model, "fc_sample_weight", False))
+    train = dataset([os.path.join(prep["examples"], "Split-train", "*")], tft_output, batch_size, use_fc, True, seed)
+    evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
+                         False)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=tf.keras.losses.BinaryCrossentropy())
+    model(next(iter(train))[0])
+    throughput = Throughput(batch_size)
+    model.fit(train, epochs=epochs, verbose=0, callbacks=[throughput])
+    predict = tf.function(lambda f: model({k: v for k, v in f.items() if k != "fairness_coef"}, training=False))
+    preds, labels, scen, times = [], [], [], []
+    for features, label, _ in evaluation:
+        start = time.perf_counter()
+        p = predict(features).numpy().reshape(-1)
+        times.append((time.perf_counter() - start) * 1000 * INFERENCE_BATCH / len(p))
+        preds.append(p)
+        labels.append(label.numpy())
+        scen.append(features[spec.scenario_feature].numpy().reshape(-1))
+    p, y, s = np.concatenate(preds), np.concatenate(labels), np.concatenate(scen)
+    eps = 1e-7
+    names = {i + 1: sid for i, sid in enumerate(prep["scenarios"])}
+    per = {names.get(int(i), "oov"): auc(p[s == i], y[s == i]) for i in np.unique(s)}
+    return {"model": name, "seed": seed, "auc": auc(p, y), "per_scenario": per,
+            "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
+            "params": int(model.count_params()), "train_examples_per_s": throughput.stats()["examples_per_s"],
+            # the first batch includes tracing, so the median is the steady state
+            "infer_ms_per_2000": float(np.median(times[1:] or times))}
+
+
+def summarise(runs: list[dict[str, Any]], models: Sequence[str], oracle: dict[str, Any]) -> dict[str, Any]:
+    by_model = {m: [r for r in runs if r["model"] == m] for m in models}
+    mean = {m: float(np.mean([r["auc"] for r in rs])) for m, rs in by_model.items()}
+    baselines = [m for m in models if m in BASELINES]
+    best = max(baselines, key=lambda m: mean[m]) if baselines else None
+    rows = {}
+    for m, rs in by_model.items():
+        rows[m] = {
+            "auc_mean": mean[m], "auc_std": float(np.std([r["auc"] for r in rs])),
+            "logloss_mean": float(np.mean([r["logloss"] for r in rs])),
+            "per_scenario": {s: float(np.nanmean([r["per_scenario"].get(s, np.nan) for r in rs]))
+                             for s in sorted({s for r in rs for s in r["per_scenario"]})},
+            "relaimpr_vs_best_baseline_pct": relaimpr(mean[m], mean[best]) if best else None,
+            "params": rs[0]["params"], "train_examples_per_s": float(np.mean([r["train_examples_per_s"] for r in rs])),
+            "infer_ms_per_2000": float(np.mean([r["infer_ms_per_2000"] for r in rs])),
+        }
+    return {"best_baseline": best, "models": rows, "oracle": oracle}
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    models = list(summary["models"])
+    oracle = summary["oracle"]
+    scenarios = sorted({s for r in summary["models"].values() for s in r["per_scenario"]})
+    width = max(10, max(len(m) for m in models) + 2)
+    lines = [f"{'scenario':<12}{'oracle':>8}" + "".join(f"{m:>{width}}" for m in models)]
+    for s in scenarios:
+        lines.append(f"{s:<12}{oracle['per_scenario'].get(s, float('nan')):>8.4f}" + "".join(
+            f"{summary['models'][m]['per_scenario'].get(s, float('nan')):>{width}.4f}" for m in models))
+    rows = [("overall AUC", "auc_mean", ".4f"), ("± std (seeds)", "auc_std", ".4f"), ("logloss", "logloss_mean", ".4f"),
+            ("RelaImpr %", "relaimpr_vs_best_baseline_pct", ".2f"), ("params", "params", ".0f"),
+            ("train ex/s", "train_examples_per_s", ".0f"), ("infer ms/2000", "infer_ms_per_2000", ".1f")]
+    for label, key, fmt in rows:
+        first = f"{oracle['overall']:>8.4f}" if key == "auc_mean" else f"{'':>8}"
+        lines.append(f"{label:<12}{first}" + "".join(
+            f"{(summary['models'][m][key] if summary['models'][m][key] is not None else float('nan')):>{width}{fmt}}"
+            for m in models))
+    lines.append(f"RelaImpr is against the best baseline by mean overall AUC: {summary['best_baseline']}")
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(summary["models"])
+    fig, ax = plt.subplots(figsize=(max(6, len(models) * 0.8), 3.5))
+    ax.bar(models, [summary["models"][m]["auc_mean"] for m in models],
+           yerr=[summary["models"][m]["auc_std"] for m in models], capsize=3,
+           color=["tab:orange" if m in SEED_MODELS else "tab:blue" for m in models])
+    ax.axhline(summary["oracle"]["overall"], color="k", ls="--", label="oracle")
+    ax.set_ylim(0.5, max(0.8, summary["oracle"]["overall"] + 0.02))
+    ax.set_ylabel("overall AUC (eval day)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    from msrec.models.registry import model_names
+
+    daily.show_progress()
+    models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
+    out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
+    prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000)
+    truth = load_truth(prep["data"].truth_dir, prep["data"].dates[-1])
+    oracle = {"overall": oracle_auc(truth), "per_scenario": oracle_auc(truth, by_scenario=True)}
+    runs = []
+    for seed in range(args.seeds or 3):
+        for name in models:
+            print(f"training {name} (seed {seed})", flush=True)
+            runs.append(train_and_evaluate(name, seed, prep, epochs=1, batch_size=2048, learning_rate=3e-3))
+    summary = summarise(runs, models, oracle)
+    with open(os.path.join(out, "bench_models.json"), "w") as fh:
+        json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
+    print(f"msrec bench models: {prep['data'].dates} window, eval on {prep['data'].dates[-1]}, "
+          f"{args.seeds or 3} seeds, 1 epoch, batch 2048, Adam 3e-3\n{format_machine(machine_info())}")
+    print(format_table(summary))
+    plot(summary, os.path.join(out, "bench_models.png"))
+    print(f"results: {out}/bench_models.json, plot {out}/bench_models.png")
+    return 0

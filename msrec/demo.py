@@ -3,7 +3,6 @@ model, query it over gRPC for one user in two scenarios, and print the report.""
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import shutil
@@ -73,7 +72,7 @@ def serve_and_query(logs_dir: str, workdir: str, model: str, date: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    daily.show_progress()
     out = os.path.abspath(args.out)
     data_dir, workdir = os.path.join(out, "data"), os.path.join(out, "work")
     shutil.rmtree(out, ignore_errors=True)  # the demo always starts from nothing

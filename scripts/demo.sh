@@ -5,5 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=$(bash "$root/scripts/bootstrap.sh")
 cd "$root"
-export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONHASHSEED=0
+export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0
+# The Google client libraries Beam pulls in warn about Python 3.10 at every import; TFX pins us to it.
+export PYTHONWARNINGS="ignore::FutureWarning"
 exec "$py" -m msrec.cli demo "$@"

@@ -49,6 +49,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="largest per-scenario AUC drop vs the blessed model still blessed")
     p.add_argument("--min-scenario-samples", type=int, default=1000,
                    help="scenarios with fewer eval samples are reported but not gated")
+    p.add_argument("--auc-noise-z", type=float, default=1.0,
+                   help="a scenario's drop may also exceed --auc-delta by this many standard errors of the "
+                        "AUC difference (0: strict)")
     p.add_argument("--hparams", default="{}", help='model hyper-parameters as JSON, e.g. \'{"learning_rate": 0.003}\'')
     p.add_argument("--beam-pipeline-args", default="--direct_running_mode=in_memory",
                    help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...'")

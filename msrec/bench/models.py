@@ -36,19 +36,51 @@ def _latest(pattern: str) -> str:
     return paths[-1]
 
 
+PREPARED = "prepared.json"
+RUNS_JOURNAL = "bench_models_runs.jsonl"
+
+
 def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
-    """Generate the window and run the pipeline once to get its transformed examples."""
-    data = generate(os.path.join(out_dir, "data"), days=days, impressions_per_day=per_day, seed=0, progress=False)
+    """Generate the window and run the pipeline up to Transform once to get its transformed
+    examples. A window already prepared in ``out_dir`` with the same shape is reused, so that more
+    seeds or models can be added to a run without paying for ingestion again."""
+    marker = os.path.join(out_dir, PREPARED)
+    shape = {"days": days, "impressions_per_day": per_day}
     workdir = os.path.join(out_dir, "work")
-    rep = daily.run_day(str(data.logs_dir), data.dates[-1], workdir, model="mix", window=days, epochs=1)
-    if rep.get("error"):
-        raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
+    data_dir = os.path.join(out_dir, "data")
+    if _read(marker) != shape:
+        if os.path.exists(os.path.join(out_dir, RUNS_JOURNAL)):
+            os.remove(os.path.join(out_dir, RUNS_JOURNAL))  # results of another window
+        generate(data_dir, days=days, impressions_per_day=per_day, seed=0, progress=False)
+        dates = sorted(d for d in os.listdir(os.path.join(data_dir, "logs")) if d[:1].isdigit())
+        rep = daily.run_day(os.path.join(data_dir, "logs"), dates[-1], workdir, model="mix", window=days,
+                            stop_after="transform")
+        if rep.get("error"):
+            raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
+        with open(marker, "w") as fh:
+            json.dump(shape, fh)
+    logs = os.path.join(data_dir, "logs")
     root = os.path.join(workdir, "pipeline", "mix", "Transform")
-    with open(os.path.join(workdir, daily.SCENARIO_INDEX)) as fh:
-        scenarios = json.load(fh)
-    return {"data": data, "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
-            "examples": _latest(os.path.join(root, "transformed_examples", "*")), "scenarios": scenarios,
-            "config": load_feature_config(os.path.join(str(data.logs_dir), "feature_config.yaml"))}
+    return {"logs": logs, "truth": os.path.join(data_dir, "truth"),
+            "dates": sorted(d for d in os.listdir(logs) if d[:1].isdigit()),
+            "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
+            "examples": _latest(os.path.join(root, "transformed_examples", "*")),
+            "scenarios": _read(os.path.join(workdir, daily.SCENARIO_INDEX)),
+            "config": load_feature_config(os.path.join(logs, "feature_config.yaml"))}
+
+
+def _journal(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _read(path: str) -> Any:
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, batch_size: int,
@@ -159,18 +191,26 @@ def main(args: argparse.Namespace) -> int:
     models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
     prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000)
-    truth = load_truth(prep["data"].truth_dir, prep["data"].dates[-1])
+    truth = load_truth(prep["truth"], prep["dates"][-1])
     oracle = {"overall": oracle_auc(truth), "per_scenario": oracle_auc(truth, by_scenario=True)}
-    runs = []
-    for seed in range(args.seeds or 3):
+    seeds = args.seeds or 3
+    journal = os.path.join(out, RUNS_JOURNAL)
+    done = {(r["model"], r["seed"]): r for r in _journal(journal)}
+    runs: list[dict[str, Any]] = []
+    for seed in range(seeds):
         for name in models:
+            if (name, seed) in done:  # trained by an earlier, interrupted or narrower, run on this window
+                runs.append(done[(name, seed)])
+                continue
             print(f"training {name} (seed {seed})", flush=True)
             runs.append(train_and_evaluate(name, seed, prep, epochs=1, batch_size=2048, learning_rate=3e-3))
+            with open(journal, "a") as fh:
+                fh.write(json.dumps(runs[-1]) + "\n")
     summary = summarise(runs, models, oracle)
     with open(os.path.join(out, "bench_models.json"), "w") as fh:
         json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
-    print(f"msrec bench models: {prep['data'].dates} window, eval on {prep['data'].dates[-1]}, "
-          f"{args.seeds or 3} seeds, 1 epoch, batch 2048, Adam 3e-3\n{format_machine(machine_info())}")
+    print(f"msrec bench models: {prep['dates']} window, eval on {prep['dates'][-1]}, "
+          f"{seeds} seeds, 1 epoch, batch 2048, Adam 3e-3\n{format_machine(machine_info())}")
     print(format_table(summary))
     plot(summary, os.path.join(out, "bench_models.png"))
     print(f"results: {out}/bench_models.json, plot {out}/bench_models.png")

@@ -27,6 +27,7 @@ class ScenarioBlessingSpec(ComponentSpec):
         "auc_floor": ExecutionParameter(type=float),
         "auc_delta": ExecutionParameter(type=float),
         "min_slice_size": ExecutionParameter(type=int),
+        "noise_z": ExecutionParameter(type=float),
     }
     INPUTS = {
         "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -44,7 +45,7 @@ class Executor(base_executor.BaseExecutor):
         baseline_model = (input_dict.get("baseline_model") or [None])[0]
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         rule = BlessingRule(float(exec_properties["auc_floor"]), float(exec_properties["auc_delta"]),
-                            int(exec_properties["min_slice_size"]))
+                            int(exec_properties["min_slice_size"]), float(exec_properties["noise_z"]))
         candidate = read_metrics(evaluation.uri, CANDIDATE)
         baseline = read_metrics(evaluation.uri, BASELINE) if baseline_model is not None else None
         blessed, reason = decide(candidate, baseline, rule)
@@ -75,6 +76,7 @@ class ScenarioBlessing(base_component.BaseComponent):
         super().__init__(spec=ScenarioBlessingSpec(
             evaluation=evaluation, model=model, baseline_model=baseline_model,
             auc_floor=float(rule.auc_floor), auc_delta=float(rule.auc_delta), min_slice_size=int(rule.min_slice_size),
+            noise_z=float(rule.noise_z),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
 
 

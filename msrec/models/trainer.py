@@ -26,8 +26,9 @@ TRAINING_STATS = "training_stats.json"
 
 
 class Throughput(tf.keras.callbacks.Callback):
-    """Training examples per second over the epochs (validation excluded). A partial last batch is
-    counted as full, which overstates the count by less than one batch per epoch."""
+    """Training examples per second over the epochs (validation excluded). The first batch is left
+    out because it traces the graph; a partial last batch is counted as full, which overstates the
+    count by less than one batch per epoch."""
 
     def __init__(self, batch_size: int) -> None:
         super().__init__()
@@ -36,11 +37,15 @@ class Throughput(tf.keras.callbacks.Callback):
         self.seconds = 0.0
         self._start = 0.0
         self._batch_start = 0.0
+        self._traced = False
 
     def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         self._batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if not self._traced:
+            self._traced = True
+            return
         self.seconds += time.perf_counter() - self._batch_start
         self.examples += self._batch_size
 

@@ -166,6 +166,7 @@ def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
                 feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
+                auc_noise_z=args.auc_noise_z,
                 hparams=_hparams(args.hparams),
                 beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)), **extra)
 

@@ -6,6 +6,14 @@ ScenarioBlessing component) because it must skip scenarios too small to judge, w
 per-slice thresholds cannot express: overall and in every scenario with at least
 ``min_slice_size`` eval samples, the candidate's AUC is at or above ``auc_floor`` and not below the
 blessed model's by more than ``auc_delta``. Smaller scenarios are reported, not gated.
+
+A scenario of a thousand samples and a few dozen clicks has an AUC standard error of several points,
+so a strict per-scenario delta rejects almost every retrain by chance (one of twenty scenarios
+"regresses" each day). A scenario's drop therefore fails the gate only beyond ``auc_delta`` plus
+``noise_z`` standard errors of the difference of the two AUCs (Hanley & McNeil, from the slice's
+clicks and non-clicks; both models are scored on the same examples, so this unpaired error is an
+upper bound and ``noise_z`` = 1 is a moderate allowance). The overall slice, the most precise one,
+keeps the strict delta. ``noise_z`` = 0 makes every slice strict.
 """
 from __future__ import annotations
 
@@ -76,6 +84,28 @@ class BlessingRule:
     auc_floor: float = 0.55
     auc_delta: float = 0.01
     min_slice_size: int = 1000
+    noise_z: float = 1.0
+
+
+def auc_standard_error(auc: float, count: int, mean_label: float) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC over ``count`` examples with the given click
+    rate; 0 when the click rate is unknown (the strict rule then applies)."""
+    if math.isnan(auc) or math.isnan(mean_label) or count <= 0:
+        return 0.0
+    n1 = round(count * mean_label)
+    n0 = count - n1
+    if n1 < 1 or n0 < 1:
+        return 0.0
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc) + (n0 - 1) * (q2 - auc * auc)) / (n1 * n0)
+    return math.sqrt(max(variance, 0.0))
+
+
+def _allowed_drop(where: str, cand: Mapping[str, Any], base: Mapping[str, Any], rule: BlessingRule) -> float:
+    if where == "overall" or rule.noise_z <= 0:
+        return rule.auc_delta
+    se = math.hypot(*(auc_standard_error(m["auc"], m["count"], m.get("mean_label", math.nan)) for m in (cand, base)))
+    return rule.auc_delta + rule.noise_z * se
 
 
 def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rule: BlessingRule
@@ -92,11 +122,15 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
         auc = cand["auc"]
         if not auc >= rule.auc_floor:  # also catches NaN (one class only)
             failures.append(f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}")
-        if base and not math.isnan(base.get("auc", math.nan)) and auc < base["auc"] - rule.auc_delta:
-            failures.append(f"{where}: auc {auc:.4f} fell below the blessed model's {base['auc']:.4f} "
-                            f"by more than {rule.auc_delta:.4f}")
+        if base and not math.isnan(base.get("auc", math.nan)):
+            allowed = _allowed_drop(where, cand, base, rule)
+            if auc < base["auc"] - allowed:
+                noise = f" (delta {rule.auc_delta:.4f} + sampling noise)" if allowed > rule.auc_delta else ""
+                failures.append(f"{where}: auc {auc:.4f} fell below the blessed model's {base['auc']:.4f} "
+                                f"by more than {allowed:.4f}{noise}")
     if failures:
         return False, "; ".join(failures)
-    against = "and within delta of the blessed model" if baseline else "(no blessed model yet)"
+    against = (f"and within delta (+ {rule.noise_z:g} standard errors per scenario) of the blessed model"
+               if baseline else "(no blessed model yet)")
     return True, (f"overall and {gated - 1} scenarios with >= {rule.min_slice_size} eval samples: "
                   f"AUC at or above {rule.auc_floor:.4f} {against}")

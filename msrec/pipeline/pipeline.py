@@ -40,10 +40,12 @@ class DailyRun:
     auc_floor: float = 0.55
     auc_delta: float = 0.01
     min_slice_size: int = 1000
+    auc_noise_z: float = 1.0
     seed: int = 0
     schema_path: str = DEFAULT_SCHEMA
     beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)
-    stop_after_validation: bool = False
+    # "validation" or "transform" ends the run there: benchmarks that only need the examples
+    stop_after: str = ""
 
     @property
     def pipeline_name(self) -> str:
@@ -79,7 +81,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"], report_path=run.anomalies_path)
     components: list[Any] = [example_gen, statistics, schema, validator, gate]
-    if run.stop_after_validation:
+    if run.stop_after == "validation":
         return _pipeline(run, components)
 
     blessed = tfx.dsl.Resolver(
@@ -97,6 +99,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
         custom_config=transform_config,
         disable_statistics=True)  # StatisticsGen already profiled the raw examples
+    if run.stop_after == "transform":
+        return _pipeline(run, components + [blessed, fairness, transform])
     trainer = tfx.components.Trainer(
         run_fn="msrec.models.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
@@ -112,7 +116,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         eval_config=evaluation.eval_config())
     blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
                                 baseline_model=blessed.outputs["model"],
-                                rule=evaluation.BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size))
+                                rule=evaluation.BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,
+                                                               run.auc_noise_z))
     pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["blessing"],
                           base_directory=run.serving_dir)
     components += [blessed, fairness, transform, trainer, evaluator, blessing, pusher]

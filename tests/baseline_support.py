@@ -95,6 +95,21 @@ def saved_model_predictions(model: tf.keras.Model, spec: FeatureSpec, features: 
     return loaded.serve({k: tf.constant(v) for k, v in features.items()})["ctr"].numpy()
 
 
+def assert_reload_predicts_the_same(model: tf.keras.Model, spec: FeatureSpec, features: Mapping[str, np.ndarray],
+                                    export_dir: Any) -> None:
+    """The model saved as a SavedModel and reloaded predicts what it predicted before saving."""
+    expected = predict(model, features)
+    np.testing.assert_allclose(saved_model_predictions(model, spec, features, str(export_dir)), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def assert_scenario_moves_every_prediction(model: tf.keras.Model, spec: FeatureSpec,
+                                           features: Mapping[str, np.ndarray], tolerance: float = 1e-7) -> None:
+    """Changing only the scenario index (1 -> 2) changes every example's prediction."""
+    p1, p2 = predict(model, with_scenario(features, 1, spec)), predict(model, with_scenario(features, 2, spec))
+    assert np.abs(p1 - p2).min() > tolerance
+
+
 def assert_probabilities(p: np.ndarray, n: int) -> None:
     assert p.shape == (n, 1) and p.dtype == np.float32
     assert np.all(np.isfinite(p)) and np.all((p > 0.0) & (p < 1.0))

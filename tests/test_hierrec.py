@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from baseline_support import SMALL, assert_probabilities, predict, saved_model_predictions, small_spec, with_scenario
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, predict, small_spec,
+                              with_scenario)
 from msrec.features import FeatureSpec
 from msrec.models.registry import build_model
 from msrec.models.synthetic import planted_ctr_batch
@@ -51,10 +52,7 @@ def test_each_ablation_removes_its_module_and_every_remaining_weight_is_trained(
 
 def test_savedmodel_reload_gives_the_same_predictions(spec, tmp_path):
     model = build_model("hierrec", spec, SMALL)
-    x = planted_ctr_batch(spec, 24, seed=2).features
-    expected = predict(model, x)
-    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected,
-                               rtol=1e-5, atol=1e-6)
+    assert_reload_predicts_the_same(model, spec, planted_ctr_batch(spec, 24, seed=2).features, tmp_path)
 
 
 @pytest.fixture(scope="module")

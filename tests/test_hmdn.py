@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec,
                               with_scenario)
 from msrec.models.registry import build_model
 
@@ -126,9 +126,7 @@ def test_gradients_stop_as_in_eq_5_with_a_straight_through_estimator(spec):
 @pytest.mark.parametrize("name", NAMES)
 def test_saved_model_reload_predicts_the_same(spec, name, tmp_path):
     model = build_model(name, spec, HP[name])
-    x, _ = batch(spec, 16)
-    expected = predict(model, x)
-    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+    assert_reload_predicts_the_same(model, spec, batch(spec, 16)[0], tmp_path)
 
 
 @pytest.mark.parametrize("name", NAMES)

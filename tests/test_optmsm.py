@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec,
                               with_scenario)
 from msrec.models.layers import BEHAVIOUR_FIELD
 from msrec.models.optmsm import orthogonality_loss
@@ -144,9 +144,7 @@ def test_prediction_path_gathers_scenario_parameters_and_the_constraint_sees_all
 
 def test_saved_model_reload_predicts_the_same(spec, tmp_path):
     model = build_model("optmsm", spec, HP)
-    x, _ = batch(spec, 16)
-    expected = predict(model, x)
-    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+    assert_reload_predicts_the_same(model, spec, batch(spec, 16)[0], tmp_path)
 
 
 def test_learns_the_planted_signal_while_disentangling_the_scenarios(spec):

@@ -1,6 +1,7 @@
 """End to end: a 2-day backfill of the TFX pipeline on generated logs, and a run on shuffled labels.
 
-One backfill (module fixture) serves every test here, because a pipeline run costs minutes.
+The backfill is conftest's session fixture (the serving tests use its pushed models too), because a
+pipeline run costs minutes.
 """
 from __future__ import annotations
 
@@ -16,28 +17,20 @@ import tensorflow as tf
 import msrec  # noqa: F401
 from msrec.components.scenario_stats import FC_TABLE_NAME
 from msrec.data import truth
-from msrec.data.generator import generate
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, OUTPUT_KEY
 from msrec.pipeline import daily
 
-PER_DAY = 60_000
-SEED = 0  # with this seed the second day is a promotion day: it holds interventions
-# Per-scenario AUC on a few hundred samples is noise, so only big scenarios are gated here.
-RUN = dict(model="sarnet", window=2, batch_size=256, epochs=3, hparams={"learning_rate": 3e-3},
-           auc_floor=0.52, auc_delta=0.05, min_slice_size=1000)
+from conftest import E2E_RUN as RUN
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("logs") / "data", days=2, impressions_per_day=PER_DAY, seed=SEED,
-                    progress=False)
+def data(e2e_data):
+    return e2e_data
 
 
 @pytest.fixture(scope="module")
-def backfill(data, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("work"))
-    reports = daily.backfill(str(data.logs_dir), data.dates[0], data.dates[-1], workdir, **RUN)
-    return workdir, reports
+def backfill(e2e_backfill):
+    return e2e_backfill
 
 
 def test_every_day_ran_and_counts_add_up(backfill):

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
-                              train_auc, train_step, with_scenario)
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same,
+                              assert_scenario_moves_every_prediction, batch, predict, small_spec, train_auc, train_step,
+                              with_scenario)
 from msrec.models.registry import build_model, default_hparams
 
 HP = {**SMALL, "expert_units": (16,), "tower_units": (8,)}
@@ -53,8 +54,7 @@ def test_no_expert_at_all_is_rejected(spec):
 def test_changing_only_the_scenario_changes_the_prediction(spec):
     model = build_model("ple", spec, HP)
     x, _ = batch(spec, 16)
-    p1, p2 = predict(model, with_scenario(x, 1, spec)), predict(model, with_scenario(x, 2, spec))
-    assert np.abs(p1 - p2).min() > 1e-6
+    assert_scenario_moves_every_prediction(model, spec, x, 1e-6)
     oov = spec.num_scenarios - 1
     assert np.all(np.isfinite(predict(model, with_scenario(x, oov, spec))))
 
@@ -77,9 +77,7 @@ def test_scenario_parameters_are_gathered_not_computed_for_every_scenario(spec):
 
 def test_saved_model_reload_predicts_the_same(spec, tmp_path):
     model = build_model("ple", spec, HP)
-    x, _ = batch(spec, 16)
-    expected = predict(model, x)
-    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+    assert_reload_predicts_the_same(model, spec, batch(spec, 16)[0], tmp_path)
 
 
 def test_learns_the_planted_signal():

@@ -1,9 +1,6 @@
 """msrec serve over gRPC with the official stubs: answers, metadata, errors, swaps, policies."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
-import threading
-import time
-
 import grpc
 import numpy as np
 import pytest
@@ -17,8 +14,8 @@ from msrec.serving.client import PredictClient, ServingClientError
 from msrec.serving.server import start_server
 from msrec.serving.tensors import fill_tensor_proto
 from msrec.signatures import raw_input_specs
-from serving_fixtures import (build_toy_model, feature_config, in_process_ctr, push_corrupt_version, push_version,
-                              sample_inputs, states, wait_for)
+from serving_fixtures import (build_toy_model, check_corrupt_version_leaves_the_old_one, check_swap_fails_no_request,
+                              feature_config, in_process_ctr, push_version, sample_inputs, states, wait_for)
 
 MODEL = "toy"
 MAX_CANDIDATES = 64
@@ -215,71 +212,12 @@ def test_metadata_needs_the_signature_def_field(served):
 
 
 def test_a_pushed_version_swaps_in_without_failing_a_request(models, tmp_path):
-    base = tmp_path / MODEL
-    push_version(base, 1, models["a"])
-    handle = start_server(model_name=MODEL, model_base_path=str(base), poll_seconds=0.1)
-    inputs = sample_inputs(16, seed=2)
-    expected = {1: in_process_ctr(models["a"], inputs), 2: in_process_ctr(models["b"], inputs)}
-    answers, errors, stop = [], [], threading.Event()
-
-    def loop():
-        with PredictClient(handle.target) as client:
-            for _ in range(20_000):  # bounded; stopped by the test long before
-                if stop.is_set():
-                    return
-                started = time.monotonic()
-                try:
-                    outputs, version = client.predict_with_version(MODEL, inputs)
-                    answers.append((started, version, outputs["ctr"]))
-                except ServingClientError as e:
-                    errors.append(e)
-
-    threads = [threading.Thread(target=loop) for _ in range(3)]
-    try:
-        for t in threads:
-            t.start()
-        wait_for(lambda: len(answers) >= 10, what="requests to version 1")
-        push_version(base, 2, models["b"])
-        with PredictClient(handle.target) as client:
-            wait_for(lambda: states(client, MODEL) == {1: "END", 2: "AVAILABLE"}, what="the swap")
-        swapped_at = time.monotonic()
-        count = len(answers)
-        wait_for(lambda: len(answers) >= count + 10, what="requests after the swap")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-        handle.stop()
-    assert errors == []
-    assert {version for _, version, _ in answers} == {1, 2}
-    for _, version, ctr in answers:
-        np.testing.assert_allclose(ctr, expected[version], rtol=1e-6)
-    assert {version for started, version, _ in answers if started > swapped_at} == {2}
+    check_swap_fails_no_request(tmp_path / MODEL, MODEL, models["a"], models["b"], sample_inputs(16, seed=2))
 
 
 def test_a_corrupt_version_leaves_the_old_one_serving(models, tmp_path):
-    base = tmp_path / MODEL
-    push_version(base, 1, models["a"])
-    handle = start_server(model_name=MODEL, model_base_path=str(base), poll_seconds=0.1, max_num_load_retries=1)
-    client = PredictClient(handle.target)
-    inputs = sample_inputs(5, seed=9)
-    try:
-        push_corrupt_version(base, 2)
-        wait_for(lambda: states(client, MODEL).get(2) == "END", what="version 2 to fail")
-        failed = client.status(MODEL, version=2)[0]
-        assert failed["error_code"] != 0
-        assert "cannot load the SavedModel" in failed["error_message"]
-        assert "attempt 2 of 2" in failed["error_message"]  # one retry, then it gave up
-        assert states(client, MODEL) == {1: "AVAILABLE", 2: "END"}
-        outputs, version = client.predict_with_version(MODEL, inputs)
-        assert version == 1
-        np.testing.assert_allclose(outputs["ctr"], in_process_ctr(models["a"], inputs), rtol=1e-6)
-        push_version(base, 3, models["b"])  # the next good push replaces version 1
-        wait_for(lambda: states(client, MODEL) == {1: "END", 2: "END", 3: "AVAILABLE"}, what="version 3")
-        assert client.predict_with_version(MODEL, inputs)[1] == 3
-    finally:
-        client.close()
-        handle.stop()
+    check_corrupt_version_leaves_the_old_one(tmp_path / MODEL, MODEL, models["a"], models["b"],
+                                             sample_inputs(5, seed=9))
 
 
 def test_a_server_waits_for_the_first_version(models, tmp_path):

@@ -14,7 +14,7 @@ from msrec.serving.config import (config_from_flags, desired_versions, load_mode
                                   parse_model_server_config)
 from msrec.serving.errors import ConfigError, InvalidArgument
 from msrec.serving.tensors import InputSpec, check_request_tensors, to_ndarray, to_tensor_proto
-from serving_fixtures import REPO, feature_config
+from serving_fixtures import REPO
 
 DEPLOY = REPO / "deploy"
 

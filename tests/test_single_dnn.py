@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from baseline_support import (SMALL, assert_probabilities, batch, predict, saved_model_predictions, small_spec,
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec,
                               train_auc, train_step, with_scenario)
 from msrec.models.registry import build_model
 
@@ -73,9 +73,7 @@ def test_shared_embeddings_let_one_scenarios_training_move_another(spec):
 
 def test_saved_model_reload_predicts_the_same(spec, tmp_path):
     model = build_model("single", spec, HP)
-    x, _ = batch(spec, 16)
-    expected = predict(model, x)
-    np.testing.assert_allclose(saved_model_predictions(model, spec, x, str(tmp_path)), expected, rtol=1e-5, atol=1e-6)
+    assert_reload_predicts_the_same(model, spec, batch(spec, 16)[0], tmp_path)
 
 
 def test_learns_the_planted_signal():

@@ -59,8 +59,13 @@ def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
             raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
         with open(marker, "w") as fh:
             json.dump(shape, fh)
+    return transformed_window(data_dir, workdir, "mix")
+
+
+def transformed_window(data_dir: str, workdir: str, model: str) -> dict[str, Any]:
+    """What ``train_and_evaluate`` needs from a pipeline run of ``model`` that reached Transform."""
     logs = os.path.join(data_dir, "logs")
-    root = os.path.join(workdir, "pipeline", "mix", "Transform")
+    root = os.path.join(workdir, "pipeline", model, "Transform")
     return {"logs": logs, "truth": os.path.join(data_dir, "truth"),
             "dates": sorted(d for d in os.listdir(logs) if d[:1].isdigit()),
             "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
@@ -88,7 +93,6 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from msrec.features import LABEL
     from msrec.models.registry import build_model
     from msrec.models.trainer import Throughput, dataset, feature_spec
 

@@ -99,7 +99,6 @@ class DomainAwarePruner(tf.keras.layers.Layer):
 @register("adasparse")
 class AdaSparse(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "hidden_units": (256, 128, 64),
         "use_pruner": True,
         "weighting": "fusion",
@@ -121,8 +120,7 @@ class AdaSparse(MultiScenarioModel):
         hp = self.hparams
         if hp["use_pruner"] and not spec.groups.get("scenario"):
             raise ValueError("AdaSparse's pruner needs the scenario (domain) feature group")
-        self.inputs_layer = BehaviourFields(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                            tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourFields.from_hparams(spec, hp)
         units = tuple(hp["hidden_units"])
         self.backbone = [tf.keras.layers.Dense(u, activation="relu", name=f"backbone_{i}") for i, u in enumerate(units)]
         self.pruners = [

@@ -57,8 +57,7 @@ class _HMDN(MultiScenarioModel):
         hp = self.hparams
         if hp["refiner"] not in REFINERS:
             raise ValueError(f"refiner must be one of {REFINERS}, got {hp['refiner']!r}")
-        self.inputs_layer = BehaviourFields(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                            tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourFields.from_hparams(spec, hp)
         if hp["refiner"] == "none":
             self.refiner = None
             self.distribution_embedding = FeatureEmbedding(distribution_spec(spec), hp["embedding_dim"],

@@ -13,7 +13,7 @@ does not depend on how many scenarios the platform serves.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
@@ -292,6 +292,12 @@ class BehaviourInput(tf.keras.layers.Layer):
         self.embedding = FeatureEmbedding(spec, dim, numeric, embeddings_l2, name="embedding")
         self.attention = (TargetAttentionPooling(attention_units, name="target_attention")
                           if spec.sequence_item_features else None)
+
+    @classmethod
+    def from_hparams(cls, spec: FeatureSpec, hp: Mapping[str, Any]) -> "BehaviourInput":
+        """The layer as every baseline builds it from its hyper-parameters."""
+        return cls(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"], tuple(hp["attention_units"]),
+                   name="behaviour_input")
 
     def call(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         embedded = self.embedding(features)

@@ -21,7 +21,6 @@ from msrec.models.registry import register
 @register("mix")
 class Mix(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "hidden_units": (256, 128, 64),
         "batch_norm": False,
         "dropout": 0.0,
@@ -30,8 +29,7 @@ class Mix(MultiScenarioModel):
     def __init__(self, spec: FeatureSpec, hparams: Mapping[str, Any], **kwargs) -> None:
         super().__init__(spec, hparams, **kwargs)
         hp = self.hparams
-        self.inputs_layer = BehaviourInput(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                           tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourInput.from_hparams(spec, hp)
         self.dnn = MLP(tuple(hp["hidden_units"]), batch_norm=hp["batch_norm"], dropout=hp["dropout"], name="dnn")
         self.logit = tf.keras.layers.Dense(1, name="logit")
 

@@ -22,7 +22,6 @@ from msrec.models.registry import register
 @register("mmoe")
 class MMoE(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "num_experts": 8,
         "expert_units": (128, 64),
         "tower_units": (64,),
@@ -33,8 +32,7 @@ class MMoE(MultiScenarioModel):
     def __init__(self, spec: FeatureSpec, hparams: Mapping[str, Any], **kwargs) -> None:
         super().__init__(spec, hparams, **kwargs)
         hp = self.hparams
-        self.inputs_layer = BehaviourInput(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                           tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourInput.from_hparams(spec, hp)
         self.experts = ExpertGroup(hp["num_experts"], tuple(hp["expert_units"]), batch_norm=hp["batch_norm"],
                                    dropout=hp["dropout"], name="experts")
         self.gate = ScenarioGate(hp["num_experts"], spec.num_scenarios, name="scenario_gate")

@@ -245,7 +245,6 @@ class ScenarioSpecificPredictor(tf.keras.layers.Layer):
 @register("optmsm")
 class OptMSM(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "use_priors": True,
         "use_adaptation_gate": True,
         "transfer": "fcn",
@@ -275,8 +274,7 @@ class OptMSM(MultiScenarioModel):
                              "(or use_priors=False to treat every feature as shared)")
         self.shared_features = [n for n in fields if n not in self.specific_features]
         num_scenarios = spec.num_scenarios
-        self.inputs_layer = BehaviourFields(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                            tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourFields.from_hparams(spec, hp)
         self.adaptation_gate = (AdaptationGate(len(self.shared_features), num_scenarios, name="adaptation_gate")
                                 if hp["use_adaptation_gate"] else None)
         units = tuple(hp["transfer_units"])

@@ -29,8 +29,7 @@ import tensorflow as tf
 
 from msrec.features import FeatureSpec
 from msrec.models.base import MultiScenarioModel
-from msrec.models.hmdn import PPNet
-from msrec.models.layers import MLP, BehaviourFields, GateNU
+from msrec.models.layers import MLP, BehaviourFields, GateNU, PPNet
 from msrec.models.registry import register
 
 
@@ -55,7 +54,6 @@ class EPNet(tf.keras.layers.Layer):
 @register("pepnet")
 class PEPNet(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "hidden_units": (256, 128, 64),
         "gate_units": 64,  # hidden width of every Gate NU (the paper leaves it open)
         "prior_features": ("user_id", "item_id"),
@@ -71,8 +69,7 @@ class PEPNet(MultiScenarioModel):
         missing = [n for n in hp["prior_features"] if n not in spec.cardinality]
         if hp["use_ppnet"] and missing:
             raise ValueError(f"prior_features {missing} are not categorical features of the spec")
-        self.inputs_layer = BehaviourFields(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                            tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourFields.from_hparams(spec, hp)
         self.epnet = EPNet(hp["gate_units"], name="epnet") if hp["use_epnet"] else None
         units = tuple(hp["hidden_units"])
         self.ppnet = PPNet(units, hp["gate_units"], name="ppnet") if hp["use_ppnet"] else None

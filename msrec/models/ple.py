@@ -76,7 +76,6 @@ class ExtractionNetwork(tf.keras.layers.Layer):
 @register("ple")
 class PLE(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "num_levels": 2,
         "num_specific_experts": 2,
         "num_shared_experts": 2,
@@ -92,8 +91,7 @@ class PLE(MultiScenarioModel):
         levels = int(hp["num_levels"])
         if levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {levels}")
-        self.inputs_layer = BehaviourInput(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                           tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourInput.from_hparams(spec, hp)
         self.extraction_networks = [
             ExtractionNetwork(hp["num_specific_experts"], hp["num_shared_experts"], tuple(hp["expert_units"]),
                               spec.num_scenarios, shared_gate=j < levels - 1, batch_norm=hp["batch_norm"],

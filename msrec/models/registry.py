@@ -38,6 +38,7 @@ COMMON_HPARAMS: dict[str, Any] = {
     "embedding_dim": 16,
     "numeric": "project",  # numeric features: "project" to embedding_dim or "concat" as is
     "embeddings_l2": 0.0,
+    "attention_units": (64, 32),  # the DIN target attention that pools the behaviour sequence
     "learning_rate": 1e-3,  # read by the trainer (Adam)
 }
 

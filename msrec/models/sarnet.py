@@ -156,7 +156,6 @@ class DebiasExperts(tf.keras.layers.Layer):
 class SARNet(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
         "attention": "sarnet",
-        "attention_units": (64, 32),
         "renormalize_attention": True,  # alpha^i * alpha^s divided by its sum (see CrossScenarioBehaviorExtract)
         "use_transform_layer": True,
         "use_bias_net": True,

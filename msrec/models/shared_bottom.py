@@ -22,7 +22,6 @@ from msrec.models.registry import register
 @register("shared_bottom")
 class SharedBottom(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "bottom_units": (256, 128),
         "tower_units": (64,),
         "batch_norm": False,
@@ -32,8 +31,7 @@ class SharedBottom(MultiScenarioModel):
     def __init__(self, spec: FeatureSpec, hparams: Mapping[str, Any], **kwargs) -> None:
         super().__init__(spec, hparams, **kwargs)
         hp = self.hparams
-        self.inputs_layer = BehaviourInput(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                           tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourInput.from_hparams(spec, hp)
         self.bottom = MLP(tuple(hp["bottom_units"]), batch_norm=hp["batch_norm"], dropout=hp["dropout"],
                           name="shared_bottom")
         self.tower = ScenarioMLP(tuple(hp["tower_units"]), spec.num_scenarios, dropout=hp["dropout"],

@@ -132,7 +132,6 @@ class ScenarioTargetAttention(tf.keras.layers.Layer):
 @register("single")
 class SingleScenarioDNN(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "hidden_units": (256, 128, 64),
         "separate_embeddings": True,
         "dropout": 0.0,

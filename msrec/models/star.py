@@ -151,7 +151,6 @@ class StarTopologyDense(tf.keras.layers.Layer):
 @register("star")
 class STAR(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
-        "attention_units": (64, 32),
         "hidden_units": (256, 128, 64),
         "normalization": "partitioned",
         "normalization_momentum": 0.99,  # of the moving statistics, as Keras' batch normalisation
@@ -169,8 +168,7 @@ class STAR(MultiScenarioModel):
         if hp["use_auxiliary_network"] and not spec.groups.get("scenario"):
             raise ValueError("the auxiliary network needs the scenario feature group")
         num_scenarios = spec.num_scenarios
-        self.inputs_layer = BehaviourFields(spec, hp["embedding_dim"], hp["numeric"], hp["embeddings_l2"],
-                                            tuple(hp["attention_units"]), name="behaviour_input")
+        self.inputs_layer = BehaviourFields.from_hparams(spec, hp)
         momentum = hp["normalization_momentum"]
         self.partitioned_normalization = None
         self.batch_normalization = None

@@ -1,0 +1,30 @@
+"""Session fixtures shared by test modules: the end-to-end 2-day backfill costs minutes, so it runs
+once for the pipeline tests and for the serving tests that query the models it pushed."""
+from __future__ import annotations
+
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import pytest
+
+from msrec.data.generator import generate
+from msrec.pipeline import daily
+
+E2E_PER_DAY = 60_000
+E2E_SEED = 0  # with this seed the second day is a promotion day: it holds interventions
+# Per-scenario AUC on a few hundred samples is noise, so only big scenarios are gated here.
+E2E_RUN = dict(model="sarnet", window=2, batch_size=256, epochs=3, hparams={"learning_rate": 3e-3},
+               auc_floor=0.52, auc_delta=0.05, min_slice_size=1000)
+
+
+@pytest.fixture(scope="session")
+def e2e_data(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("logs") / "data", days=2, impressions_per_day=E2E_PER_DAY, seed=E2E_SEED,
+                    progress=False)
+
+
+@pytest.fixture(scope="session")
+def e2e_backfill(e2e_data, tmp_path_factory):
+    """(workdir, reports) of a backfill over both generated days."""
+    workdir = str(tmp_path_factory.mktemp("work"))
+    reports = daily.backfill(str(e2e_data.logs_dir), e2e_data.dates[0], e2e_data.dates[-1], workdir, **E2E_RUN)
+    return workdir, reports

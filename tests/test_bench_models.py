@@ -1,0 +1,35 @@
+"""The arithmetic of ``msrec bench models``' table: the sample-weighted per-scenario AUC and the
+summary over seeds."""
+import math
+
+import pytest
+
+from msrec.bench.models import format_table, scenario_auc, summarise
+
+
+def test_scenario_auc_is_the_sample_weighted_mean_of_known_scenarios():
+    assert scenario_auc({"a": 0.7, "b": 0.7}, {"a": 10, "b": 990}) == pytest.approx(0.7)
+    assert scenario_auc({"a": 0.6, "b": 0.8}, {"a": 1, "b": 3}) == pytest.approx(0.75)
+    # a scenario without eval samples, or with one class only (NaN AUC), carries no weight
+    assert scenario_auc({"a": 0.6, "b": math.nan, "oov": 0.9}, {"a": 5, "b": 5}) == pytest.approx(0.6)
+
+
+def test_summary_averages_seeds_and_measures_relaimpr_against_the_best_baseline():
+    counts = {"s1": 100, "s2": 300}
+
+    def run(model, seed, auc, s1, s2):
+        return {"model": model, "seed": seed, "auc": auc, "per_scenario": {"s1": s1, "s2": s2}, "logloss": 0.2,
+                "params": 10, "train_examples_per_s": 1000.0, "infer_ms_per_2000": 5.0}
+
+    runs = [run("sarnet", 0, 0.72, 0.70, 0.70), run("sarnet", 1, 0.74, 0.70, 0.74),
+            run("mix", 0, 0.70, 0.66, 0.66), run("mmoe", 0, 0.69, 0.65, 0.65)]
+    oracle = {"overall": 0.8, "per_scenario": {"s1": 0.78, "s2": 0.79}, "scenario_weighted": 0.7875}
+    summary = summarise(runs, ["sarnet", "mix", "mmoe"], oracle, counts)
+    sarnet = summary["models"]["sarnet"]
+    assert summary["best_baseline"] == "mix" and summary["best_baseline_scenario_auc"] == "mix"
+    assert sarnet["auc_mean"] == pytest.approx(0.73) and sarnet["auc_std"] == pytest.approx(0.01)
+    assert sarnet["scenario_auc_mean"] == pytest.approx((0.70 + 0.73) / 2)
+    assert sarnet["relaimpr_vs_best_baseline_pct"] == pytest.approx((0.23 / 0.20 - 1) * 100)
+    assert summary["models"]["mix"]["relaimpr_scenario_auc_pct"] == pytest.approx(0.0)
+    table = format_table(summary)
+    assert "scen. AUC" in table and "overall AUC" in table and "0.7300" in table

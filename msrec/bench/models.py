@@ -94,14 +94,15 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     import tensorflow_transform as tft
 
     from msrec.models.registry import build_model
-    from msrec.models.trainer import Throughput, dataset, feature_spec
+    from msrec.models.trainer import Throughput, dataset, feature_spec, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
-    model = build_model(name, spec, {"learning_rate": learning_rate})
+    train_files = [os.path.join(prep["examples"], "Split-train", "*")]
+    model = build_model(name, spec, with_prior({"learning_rate": learning_rate}, train_files, tft_output, spec))
     use_fc = bool(getattr(model, "fc_sample_weight", False))
-    train = dataset([os.path.join(prep["examples"], "Split-train", "*")], tft_output, batch_size, use_fc, True, seed)
+    train = dataset(train_files, tft_output, batch_size, use_fc, True, seed)
     evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
                          False)
     model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=tf.keras.losses.BinaryCrossentropy())

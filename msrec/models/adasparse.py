@@ -154,4 +154,4 @@ class AdaSparse(MultiScenarioModel):
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         h, _ = self._hidden(features, training)
-        return tf.sigmoid(self.logit(h))
+        return self.click_probability(self.logit(h), features)

@@ -2,7 +2,8 @@
 
 * ``call(features, training)``: ``features`` is the transformed feature dict (see
   :mod:`msrec.models.layers`), optionally with ``fairness_coef`` float32 [B] (training only);
-  returns the click probability float32 [B, 1]. Auxiliary losses go through ``add_loss``.
+  returns the click probability float32 [B, 1], ``click_probability(logit, features)``. Auxiliary
+  losses go through ``add_loss``.
 * ``fc_sample_weight``: True when the trainer must weight the BCE by ``fairness_coef``.
 * ``hparams``: the merged hyper-parameters the model was built with (read-only).
 """
@@ -12,9 +13,11 @@ import types
 from typing import Any, Mapping
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
 import tensorflow as tf
 
 from msrec.features import FAIRNESS_COEF, FeatureSpec
+from msrec.models.layers import scenario_index
 
 
 class MultiScenarioModel(tf.keras.Model):
@@ -28,6 +31,17 @@ class MultiScenarioModel(tf.keras.Model):
         # A mapping proxy, not a dict: Keras would wrap a dict attribute into a tracked
         # structure that tf.saved_model then tries (and fails) to serialise.
         self._hparams = types.MappingProxyType(dict(hparams))
+        self._prior_logit = prior_logits(self._hparams.get("prior_ctr", ()), spec.num_scenarios)
+
+    def click_probability(self, logit: tf.Tensor, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """sigmoid(logit + log-odds of the example's scenario click rate in the training data).
+
+        The offset is a constant, not a weight: the model starts from each scenario's base rate
+        instead of 0.5 (a 5% click rate is a logit of -2.9, hundreds of steps away from 0 at the
+        paper's learning rate), and its parameters learn only the difference from it."""
+        if self._prior_logit is None:
+            return tf.sigmoid(logit)
+        return tf.sigmoid(logit + tf.gather(self._prior_logit, scenario_index(features, self.spec))[:, tf.newaxis])
 
     @property
     def hparams(self) -> Mapping[str, Any]:
@@ -41,6 +55,17 @@ class MultiScenarioModel(tf.keras.Model):
     def from_config(cls, config: Mapping[str, Any], custom_objects=None) -> "MultiScenarioModel":
         hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in config["hparams"].items()}
         return cls(FeatureSpec.from_dict(config["spec"]), hparams, name=config["name"])
+
+
+def prior_logits(prior_ctr: Any, num_scenarios: int) -> tf.Tensor | None:
+    """Log-odds of the per-scenario click rates (index = scenario index), None when there are none."""
+    if not prior_ctr:
+        return None
+    rates = np.asarray(prior_ctr, np.float64)
+    if rates.shape != (num_scenarios,) or not np.all((rates > 0) & (rates < 1)):
+        raise ValueError(f"hparam prior_ctr must hold {num_scenarios} click rates in (0, 1), one per scenario "
+                         f"index; got {len(rates)} values in [{rates.min():.3g}, {rates.max():.3g}]")
+    return tf.constant(np.log(rates / (1 - rates)), tf.float32)
 
 
 def feature_signature(spec: FeatureSpec, fairness: bool = False) -> dict[str, tf.TensorSpec]:

@@ -239,4 +239,4 @@ class HierRec(MultiScenarioModel):
             o = tf.broadcast_to(o[:, tf.newaxis, :], [tf.shape(o)[0], self.num_heads, o.shape[-1]])
             o = self.implicit_layer(o, sc_implicit)  # O^implicit_g, g = 1..G
             o = tf.reshape(o, [-1, self.num_heads * o.shape[-1]])
-        return tf.sigmoid(self.logit(self.output_fc(o, training=training)))  # eq. 9
+        return self.click_probability(self.logit(self.output_fc(o, training=training)), features)  # eq. 9

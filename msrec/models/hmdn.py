@@ -97,7 +97,8 @@ class HMDNMMoE(_HMDN):
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         x = self.inputs_layer.vector(self.inputs_layer(features))
         gate = self.gate(self.gate_input(features, training))
-        return tf.sigmoid(self.logit(mix_experts(gate, self.experts(x, training=training))))  # eq. 8
+        logit = self.logit(mix_experts(gate, self.experts(x, training=training)))  # eq. 8
+        return self.click_probability(logit, features)
 
 
 class EPNet(tf.keras.layers.Layer):
@@ -141,4 +142,4 @@ class HMDNPEPNet(_HMDN):
             h = self.ppnet((x, tf.concat([fields[n] for n in PERSONA], axis=-1)))
         else:
             h = self.dnn(x, training=training)
-        return tf.sigmoid(self.logit(h))
+        return self.click_probability(self.logit(h), features)

@@ -35,4 +35,4 @@ class Mix(MultiScenarioModel):
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         x = self.dnn(self.inputs_layer(features), training=training)
-        return tf.sigmoid(self.logit(x))
+        return self.click_probability(self.logit(x), features)

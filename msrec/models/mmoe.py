@@ -45,4 +45,4 @@ class MMoE(MultiScenarioModel):
         x = self.inputs_layer(features)
         mixed = mix_experts(self.gate(x, scenario), self.experts(x, training=training))
         x = self.tower(mixed, scenario, training=training)
-        return tf.sigmoid(self.logit(x, scenario))
+        return self.click_probability(self.logit(x, scenario), features)

@@ -233,13 +233,13 @@ class ScenarioSpecificPredictor(tf.keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, r0: tf.Tensor, scenario: tf.Tensor) -> tf.Tensor:
-        """R_0 [B, D], scenario [B] -> click probability [B, 1]."""
+        """R_0 [B, D], scenario [B] -> the click logit [B, 1]."""
         h = r0
         for l, layer in enumerate(self.stack):
             if self.hypernetwork:
                 h = h * self.hypernetwork[l](r0)  # eq. 12
             h = layer(h, scenario)
-        return tf.sigmoid(h)  # eq. 13
+        return h  # eq. 13 without the sigmoid, which the model applies
 
 
 @register("optmsm")
@@ -318,4 +318,4 @@ class OptMSM(MultiScenarioModel):
         if training and self.hparams["use_constraint"]:
             self.add_loss(self.hparams["orthogonality_weight"]
                           * orthogonality_loss(self._every_scenario(shared, training)))  # eq. 9, 14
-        return self.predictor(tf.concat([r] + specific, axis=-1), scenario)  # eq. 10
+        return self.click_probability(self.predictor(tf.concat([r] + specific, axis=-1), scenario), features)  # eq. 10

@@ -98,4 +98,4 @@ class PEPNet(MultiScenarioModel):
             h = self.ppnet((o_ep, prior))
         else:
             h = self.dnn(o_ep, training=training)
-        return tf.sigmoid(self.logit(h))
+        return self.click_probability(self.logit(h), features)

@@ -107,7 +107,7 @@ class PLE(MultiScenarioModel):
         for level in self.extraction_networks:
             g_specific, g_shared = level(g_specific, g_shared, scenario, training=training)
         x = self.tower(g_specific, scenario, training=training)
-        return tf.sigmoid(self.logit(x, scenario))
+        return self.click_probability(self.logit(x, scenario), features)
 
 
 @register("cgc")

@@ -40,6 +40,9 @@ COMMON_HPARAMS: dict[str, Any] = {
     "embeddings_l2": 0.0,
     "attention_units": (64, 32),  # the DIN target attention that pools the behaviour sequence
     "learning_rate": 1e-3,  # read by the trainer (Adam)
+    # click rate per scenario index the output starts from (base.MultiScenarioModel.click_probability);
+    # the trainer fills it from the training data, empty = start from 0.5
+    "prior_ctr": (),
 }
 
 _REGISTRY: dict[str, type] = {}

@@ -219,4 +219,4 @@ class SARNet(MultiScenarioModel):
         scores = tf.concat([self.specific_experts(v, scenario, log_fc, training=training),
                             self.shared_experts(v, scenario, log_fc, training=training)], axis=-1)  # eq. 9
         logit = tf.reduce_sum(self.gate(v, scenario) * scores, axis=-1, keepdims=True)  # eq. 10
-        return tf.sigmoid(logit)
+        return self.click_probability(logit, features)

@@ -233,4 +233,4 @@ class SFPNet(MultiScenarioModel):
         target = tf.reduce_mean(tf.gather(fields, self.target_fields, axis=1), axis=1)
         interest, _ = self.target_attention(target, behaviours, mask)  # V, eq. 8
         h = tf.concat([tf.reshape(fields, [-1, fields.shape[1] * fields.shape[2]]), interest], axis=-1)  # H^1
-        return tf.sigmoid(self.logit(self.sdnn(h, scenario)))  # eq. 9
+        return self.click_probability(self.logit(self.sdnn(h, scenario)), features)  # eq. 9

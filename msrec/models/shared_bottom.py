@@ -42,4 +42,4 @@ class SharedBottom(MultiScenarioModel):
         scenario = scenario_index(features, self.spec)
         x = self.bottom(self.inputs_layer(features), training=training)
         x = self.tower(x, scenario, training=training)
-        return tf.sigmoid(self.logit(x, scenario))
+        return self.click_probability(self.logit(x, scenario), features)

@@ -162,4 +162,4 @@ class SingleScenarioDNN(MultiScenarioModel):
             target = tf.concat([embedded[self.spec.sequence[s]] for s in items], axis=-1)
             parts.append(self.attention(target, behaviours, sequence_mask(features, self.spec), scenario))
         x = self.dnn(tf.concat(parts, axis=-1), scenario, training=training)
-        return tf.sigmoid(self.logit(x, scenario))
+        return self.click_probability(self.logit(x, scenario), features)

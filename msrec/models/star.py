@@ -202,4 +202,4 @@ class STAR(MultiScenarioModel):
         logit = self.star_logit(x, scenario)  # s_m
         if self.auxiliary_network is not None:
             logit += self.auxiliary_logit(self.auxiliary_network(self.inputs_layer.group(fields, "scenario")))  # s_a
-        return tf.sigmoid(logit)
+        return self.click_probability(logit, features)

@@ -12,6 +12,7 @@ import time
 from typing import Any, Mapping
 
 import msrec  # noqa: F401
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -23,6 +24,7 @@ from msrec.models.registry import build_model
 log = logging.getLogger(__name__)
 SPEC_FILE = "feature_spec.json"
 TRAINING_STATS = "training_stats.json"
+PRIOR_SMOOTHING = 100.0  # pseudo-samples at the overall click rate behind each scenario's prior
 
 
 class Throughput(tf.keras.callbacks.Callback):
@@ -64,11 +66,8 @@ def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scena
 def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
             shuffle: bool, seed: int = 0) -> tf.data.Dataset:
     """(features, label, sample_weight) batches from gzipped transformed examples."""
-    files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p if "*" in p else os.path.join(p, "*")))
-    if not files:
-        raise FileNotFoundError(f"no transformed examples under {file_patterns}")
     spec = tft_output.transformed_feature_spec()
-    ds = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if shuffle:
         ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
@@ -83,13 +82,55 @@ def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_s
     return ds.map(split).prefetch(tf.data.AUTOTUNE)
 
 
+def _files(file_patterns: list[str]) -> list[str]:
+    files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p if "*" in p else os.path.join(p, "*")))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples under {file_patterns}")
+    return files
+
+
+def scenario_click_rates(file_patterns: list[str], tft_output: tft.TFTransformOutput, spec: FeatureSpec,
+                         smoothing: float = PRIOR_SMOOTHING) -> tuple[float, ...]:
+    """Click rate of each scenario index in the training data, shrunk toward the overall rate.
+
+    rate_s = (clicks_s + m * rate) / (samples_s + m) with m = ``smoothing`` pseudo-samples, so a
+    scenario seen a handful of times (or never: padding, OOV) starts at the overall rate."""
+    keys = {LABEL: tft_output.transformed_feature_spec()[LABEL],
+            spec.scenario_feature: tft_output.transformed_feature_spec()[spec.scenario_feature]}
+    ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = ds.batch(16384).map(lambda b: tf.io.parse_example(b, keys), num_parallel_calls=tf.data.AUTOTUNE)
+    samples = np.zeros(spec.num_scenarios)
+    clicks = np.zeros(spec.num_scenarios)
+    for batch in ds.prefetch(tf.data.AUTOTUNE):
+        s = batch[spec.scenario_feature].numpy().reshape(-1)
+        samples += np.bincount(s, minlength=spec.num_scenarios)[:spec.num_scenarios]
+        clicks += np.bincount(s, weights=batch[LABEL].numpy().reshape(-1), minlength=spec.num_scenarios)[
+            :spec.num_scenarios]
+    if samples.sum() == 0:
+        raise ValueError(f"no training examples under {file_patterns}")
+    overall = float(np.clip(clicks.sum() / samples.sum(), 1e-4, 1 - 1e-4))
+    return tuple(float(r) for r in (clicks + smoothing * overall) / (samples + smoothing))
+
+
+def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output: tft.TFTransformOutput,
+               spec: FeatureSpec) -> dict[str, Any]:
+    """``hparams`` with ``prior_ctr`` from the training data, unless the user set it (``[]``: none)."""
+    if "prior_ctr" in hparams:
+        return dict(hparams)
+    start = time.perf_counter()
+    rates = scenario_click_rates(file_patterns, tft_output, spec)
+    log.info("Trainer: per-scenario click-rate prior from the training data in %.1fs (%.4f to %.4f)",
+             time.perf_counter() - start, min(rates), max(rates))
+    return {**hparams, "prior_ctr": rates}
+
+
 def run_fn(fn_args: Any) -> None:
     """TFX Trainer entry point (GenericExecutor). custom_config carries model name and hparams."""
     cfg: Mapping[str, Any] = fn_args.custom_config
     config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
-    hparams = dict(cfg.get("hparams") or {})
+    hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec)
     batch_size = int(cfg.get("batch_size", 2048))
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
     model = build_model(cfg["model"], spec, hparams)

@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same,
-                              assert_scenario_moves_every_prediction, batch, predict, small_spec, train_auc, train_step,
-                              with_scenario)
+                              assert_scenario_moves_every_prediction, batch, predict, small_spec, tensors, train_auc,
+                              train_step, with_scenario)
 from msrec.models.adasparse import DomainAwarePruner
 from msrec.models.registry import build_model
 
@@ -15,17 +15,6 @@ HP = {**SMALL, "hidden_units": (16, 8)}
 @pytest.fixture(scope="module")
 def spec():
     return small_spec()
-
-
-def _inputs(features):
-    return {k: tf.constant(v) for k, v in features.items()}
-
-
-def test_output_is_a_probability_per_example_even_for_the_oov_scenario(spec):
-    model = build_model("adasparse", spec, HP)
-    x, _ = batch(spec, 32)
-    assert_probabilities(predict(model, x), 32)
-    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -58,7 +47,7 @@ def test_binarized_structure_is_a_per_scenario_subnetwork(spec):
     x, _ = batch(spec, 16)
     for name in spec.groups["scenario"]:  # one scenario profile (type, theme ...) for every example
         x[name] = np.full_like(x[name], x[name][0])
-    masks = {s: model.weighting_factors(_inputs(with_scenario(x, s, spec))) for s in (1, 2)}
+    masks = {s: model.weighting_factors(tensors(with_scenario(x, s, spec))) for s in (1, 2)}
     for s, layers in masks.items():
         for pi in layers:
             pi = pi.numpy()
@@ -71,7 +60,7 @@ def test_fusion_prunes_the_factors_below_epsilon(spec):
     tf.keras.utils.set_random_seed(4)
     model = build_model("adasparse", spec, {**HP, "epsilon": 1.0, "hidden_units": (64, 32)})
     x, _ = batch(spec, 32)
-    factors = np.concatenate([pi.numpy().ravel() for pi in model.weighting_factors(_inputs(x))])
+    factors = np.concatenate([pi.numpy().ravel() for pi in model.weighting_factors(tensors(x))])
     kept = factors[factors > 0]
     assert 0 < kept.size < factors.size
     assert np.all((kept >= 1.0) & (kept < 2.0))

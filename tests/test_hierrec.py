@@ -3,10 +3,8 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 
-from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, predict, small_spec,
-                              with_scenario)
+from baseline_support import SMALL, assert_probabilities, assert_reload_predicts_the_same, small_spec, train_on_planted
 from msrec.features import FeatureSpec
 from msrec.models.registry import build_model
 from msrec.models.synthetic import planted_ctr_batch
@@ -15,13 +13,6 @@ from msrec.models.synthetic import planted_ctr_batch
 @pytest.fixture(scope="module")
 def spec() -> FeatureSpec:
     return small_spec()
-
-
-def test_outputs_a_probability_per_example_even_for_an_unseen_scenario(spec):
-    model = build_model("hierrec", spec)
-    x = planted_ctr_batch(spec, 32, seed=0).features
-    assert_probabilities(predict(model, x), 32)
-    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
 
 
 @pytest.mark.parametrize("ablation, explicit, heads", [
@@ -58,13 +49,7 @@ def test_savedmodel_reload_gives_the_same_predictions(spec, tmp_path):
 @pytest.fixture(scope="module")
 def trained(spec) -> tuple[tf.keras.Model, float, float]:
     """HierRec after a short training run on the planted signal, its test AUC and the best AUC."""
-    tf.keras.utils.set_random_seed(0)
-    model = build_model("hierrec", spec, SMALL)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
-    train, test = planted_ctr_batch(spec, 4000, seed=10), planted_ctr_batch(spec, 1500, seed=11)
-    model.fit(train.features, train.labels, batch_size=128, epochs=5, verbose=0)
-    auc = roc_auc_score(test.labels, predict(model, test.features)[:, 0])
-    return model, auc, roc_auc_score(test.labels, test.click_prob)
+    return train_on_planted("hierrec", spec, SMALL, epochs=5)
 
 
 def test_learns_the_planted_scenario_and_behaviour_signal(trained):

@@ -8,11 +8,12 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
+from baseline_support import assert_reload_predicts_the_same, tensors
 from sklearn.metrics import roc_auc_score
 
 from msrec.features import FAIRNESS_COEF, FeatureSpec, load_feature_config
 from msrec.models import layers
-from msrec.models.base import example_inputs, feature_signature
+from msrec.models.base import example_inputs
 from msrec.models.registry import (UnknownModelError, build_model, default_hparams, merge_hparams,
                                    model_names)
 from msrec.models.synthetic import planted_ctr_batch
@@ -26,10 +27,6 @@ def make_spec(sequence_length: int | None = None, **vocab: int) -> FeatureSpec:
     config = load_feature_config(CONFIG)
     spec = FeatureSpec.from_config(config, {n: vocab.get(n, 4) for n in config.categorical})
     return dataclasses.replace(spec, sequence_length=sequence_length or spec.sequence_length)
-
-
-def tensors(features: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
-    return {k: tf.constant(v) for k, v in features.items()}
 
 
 @pytest.fixture(scope="module")
@@ -219,32 +216,37 @@ def test_weights_restore_into_a_fresh_model(name: str, spec: FeatureSpec, batch:
     np.testing.assert_allclose(fresh(without_fc(batch), training=False), want, rtol=1e-6)
 
 
-class _Serving(tf.Module):
-    """The export contract: a tf.Module whose tf.function calls model(features, training=False)."""
+@pytest.mark.parametrize("name", model_names())
+def test_prior_shifts_the_logit_by_the_scenario_log_odds(name: str, spec: FeatureSpec,
+                                                          batch: dict[str, tf.Tensor]) -> None:
+    """Identity: with the same weights, logit(with prior) - logit(without) = log(p_s / (1 - p_s))."""
+    rates = np.linspace(0.01, 0.3, spec.num_scenarios)
+    plain = build_model(name, spec)
+    primed = build_model(name, spec, {"prior_ctr": tuple(rates)})
+    serving = without_fc(batch)
+    plain(serving, training=False)
+    primed(serving, training=False)
+    primed.set_weights(plain.get_weights())
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    shift = logit(primed(serving, training=False).numpy().astype(np.float64)) - logit(
+        plain(serving, training=False).numpy().astype(np.float64))
+    scenario = serving[spec.scenario_feature].numpy()
+    np.testing.assert_allclose(shift.reshape(-1), logit(rates[scenario]), atol=2e-3)
 
-    def __init__(self, model: tf.keras.Model, spec: FeatureSpec) -> None:
-        super().__init__()
-        self.model = model
-        self.serve = tf.function(lambda features: {"ctr": self.model(features, training=False)},
-                                 input_signature=[feature_signature(spec)])
 
-
-def assert_savedmodel_roundtrip(model: tf.keras.Model, spec: FeatureSpec, features: dict[str, tf.Tensor],
-                                path: pathlib.Path) -> None:
-    want = model(features, training=False).numpy()
-    module = _Serving(model, spec)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
-    loaded = tf.saved_model.load(str(path))
-    got = loaded.signatures["serving_default"](**features)["ctr"].numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+def test_prior_must_give_one_rate_in_0_1_per_scenario(spec: FeatureSpec) -> None:
+    with pytest.raises(ValueError, match="one per scenario"):
+        build_model("mix", spec, {"prior_ctr": (0.1, 0.2)})
+    with pytest.raises(ValueError, match="in \\(0, 1\\)"):
+        build_model("mix", spec, {"prior_ctr": (0.0,) * spec.num_scenarios})
 
 
 def test_savedmodel_roundtrip(spec: FeatureSpec, batch: dict[str, tf.Tensor], tmp_path: pathlib.Path) -> None:
     """MMoE stands for the baselines (shared_bottom and mix use the same layer types); SAR-Net is
     exported in tests/test_sarnet.py. A SavedModel export costs ~10 s of CPU per model."""
-    model = build_model("mmoe", spec)
+    model = build_model("mmoe", spec, {"prior_ctr": tuple(np.linspace(0.01, 0.3, spec.num_scenarios))})
     model(batch, training=True)
-    assert_savedmodel_roundtrip(model, spec, without_fc(batch), tmp_path / "mmoe")
+    assert_reload_predicts_the_same(model, spec, without_fc(batch), tmp_path / "mmoe")  # the prior goes along
 
 
 def test_mmoe_learns_scenario_and_behaviour_signal() -> None:

@@ -8,7 +8,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec,
-                              with_scenario)
+                              tensors, with_scenario)
 from msrec.models.layers import BEHAVIOUR_FIELD
 from msrec.models.optmsm import orthogonality_loss
 from msrec.models.registry import build_model
@@ -21,23 +21,12 @@ def spec():
     return small_spec()
 
 
-def tensors(features):
-    return {k: tf.constant(v) for k, v in features.items()}
-
-
 def squared_cosines(reps: np.ndarray) -> float:
     """Eq. 9 with squared cosines, pair by pair: mean over samples and ordered pairs i != j."""
     unit = reps / np.maximum(np.linalg.norm(reps, axis=-1, keepdims=True), 1e-12)
     m = reps.shape[1]
     pairs = [(unit[:, i] * unit[:, j]).sum(-1) ** 2 for i, j in itertools.permutations(range(m), 2)]
     return float(np.mean(pairs))
-
-
-def test_output_is_a_probability_per_example_and_oov_is_finite(spec):
-    model = build_model("optmsm", spec, HP)
-    x, _ = batch(spec, 32)
-    assert_probabilities(predict(model, x), 32)
-    assert np.all(np.isfinite(predict(model, with_scenario(x, spec.num_scenarios - 1, spec))))
 
 
 def test_orthogonality_loss_is_zero_for_orthogonal_representations_and_positive_otherwise():

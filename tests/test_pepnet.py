@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same,
-                              assert_scenario_moves_every_prediction, batch, predict, small_spec, train_auc, train_step,
-                              with_scenario)
+                              assert_scenario_moves_every_prediction, batch, predict, small_spec, tensors, train_auc,
+                              train_step, with_scenario)
 from msrec.models.registry import build_model
 
 HP = {**SMALL, "hidden_units": (16, 8), "gate_units": 8}
@@ -14,17 +14,6 @@ HP = {**SMALL, "hidden_units": (16, 8), "gate_units": 8}
 @pytest.fixture(scope="module")
 def spec():
     return small_spec()
-
-
-def _inputs(features):
-    return {k: tf.constant(v) for k, v in features.items()}
-
-
-def test_output_is_a_probability_per_example_even_for_the_oov_scenario(spec):
-    model = build_model("pepnet", spec, HP)
-    x, _ = batch(spec, 32)
-    assert_probabilities(predict(model, x), 32)
-    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
 
 
 @pytest.mark.parametrize("overrides", [{"use_epnet": False}, {"use_ppnet": False},
@@ -47,8 +36,8 @@ def test_epnet_scales_every_field_by_a_scenario_dependent_factor_in_0_2(spec):
     model = build_model("pepnet", spec, HP)
     x, _ = batch(spec, 16)
     fields = len(spec.categorical) + len(spec.numeric) + 1  # + the pooled behaviour sequence
-    d1 = model.epnet_gate(_inputs(with_scenario(x, 1, spec))).numpy()
-    d2 = model.epnet_gate(_inputs(with_scenario(x, 2, spec))).numpy()
+    d1 = model.epnet_gate(tensors(with_scenario(x, 1, spec))).numpy()
+    d2 = model.epnet_gate(tensors(with_scenario(x, 2, spec))).numpy()
     assert d1.shape == (16, fields)
     assert np.all((d1 > 0) & (d1 < 2))
     assert np.abs(d1 - d2).min() > 1e-7
@@ -61,7 +50,7 @@ def test_epnet_gate_does_not_train_the_general_embeddings(spec):
     predict(model, x)
     tables = model.inputs_layer.embedding.tables
     with tf.GradientTape() as tape:
-        delta = model.epnet_gate(_inputs(x))
+        delta = model.epnet_gate(tensors(x))
     grads = tape.gradient(delta, [tables["scenario_id"].embeddings, tables["user_id"].embeddings])
     assert np.abs(tf.convert_to_tensor(grads[0]).numpy()).sum() > 0
     assert grads[1] is None

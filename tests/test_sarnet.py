@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 from msrec.features import FAIRNESS_COEF, FeatureSpec
 from msrec.models.registry import build_model
 from msrec.models.synthetic import PlantedBatch, planted_ctr_batch
-from test_models_core import assert_savedmodel_roundtrip, make_spec, tensors, without_fc
+from baseline_support import assert_reload_predicts_the_same
+from test_models_core import make_spec, tensors, without_fc
 
 NUM_SCENARIOS_TRAINED = 4  # scenario_id vocabulary below: indices 1..4; 0 = padding, 5 = OOV
 
@@ -187,4 +188,4 @@ def test_bad_attention_and_missing_sequences_are_clear_errors(spec: FeatureSpec)
 def test_savedmodel_roundtrip(model: tf.keras.Model, spec: FeatureSpec, test_batch: PlantedBatch,
                               tmp_path: pathlib.Path) -> None:
     features = {k: tf.constant(v[:64]) for k, v in without_fc(test_batch.features).items()}
-    assert_savedmodel_roundtrip(model, spec, features, tmp_path / "sarnet")
+    assert_reload_predicts_the_same(model, spec, features, tmp_path / "sarnet")

@@ -3,9 +3,9 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 
-from baseline_support import assert_probabilities, assert_reload_predicts_the_same, predict, small_spec, with_scenario
+from baseline_support import (assert_probabilities, assert_reload_predicts_the_same, small_spec, train_on_planted,
+                              with_scenario)
 from msrec.features import FeatureSpec
 from msrec.models.registry import build_model
 from msrec.models.sfpnet import DistributionAwarePooling
@@ -19,13 +19,6 @@ HP = {"embedding_dim": 8, "num_blocks": 2, "gate_units": 16, "aggregation_units"
 @pytest.fixture(scope="module")
 def spec() -> FeatureSpec:
     return small_spec()
-
-
-def test_outputs_a_probability_per_example_even_for_an_unseen_scenario(spec):
-    model = build_model("sfpnet", spec, HP)
-    x = planted_ctr_batch(spec, 32, seed=0).features
-    assert_probabilities(predict(model, x), 32)
-    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
 
 
 @pytest.mark.parametrize("ablation", [
@@ -64,13 +57,7 @@ def test_savedmodel_reload_gives_the_same_predictions(spec, tmp_path):
 @pytest.fixture(scope="module")
 def trained(spec) -> tuple[tf.keras.Model, float, float]:
     """SFPNet after a short training run on the planted signal, its test AUC and the best AUC."""
-    tf.keras.utils.set_random_seed(0)
-    model = build_model("sfpnet", spec, HP)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
-    train, test = planted_ctr_batch(spec, 4000, seed=10), planted_ctr_batch(spec, 1500, seed=11)
-    model.fit(train.features, train.labels, batch_size=128, epochs=4, verbose=0)
-    auc = roc_auc_score(test.labels, predict(model, test.features)[:, 0])
-    return model, auc, roc_auc_score(test.labels, test.click_prob)
+    return train_on_planted("sfpnet", spec, HP, epochs=4)
 
 
 def test_learns_the_planted_scenario_and_behaviour_signal(trained):

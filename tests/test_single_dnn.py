@@ -15,13 +15,6 @@ def spec():
     return small_spec()
 
 
-def test_output_is_a_probability_per_example_even_for_the_oov_scenario(spec):
-    model = build_model("single", spec, HP)
-    x, _ = batch(spec, 32)
-    assert_probabilities(predict(model, x), 32)
-    assert_probabilities(predict(model, with_scenario(x, spec.num_scenarios - 1, spec)), 32)
-
-
 @pytest.mark.parametrize("overrides", [
     {"separate_embeddings": False},
     {"numeric": "concat"},

@@ -219,13 +219,16 @@ class MLP(tf.keras.layers.Layer):
 
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         for i, dense in enumerate(self.dense):
-            x = dense(x)
-            if self.norms:
-                x = self.norms[i](x, training=training)
-            x = self.activation(x)
-            if self.dropout is not None:
-                x = self.dropout(x, training=training)
+            x = _after_affine(self, i, dense(x), training)
         return x
+
+
+def _after_affine(layer: tf.keras.layers.Layer, i: int, x: tf.Tensor, training: bool | None) -> tf.Tensor:
+    """What follows the i-th affine map of an MLP-like ``layer``: [BatchNorm] -> activation -> [Dropout]."""
+    if layer.norms:
+        x = layer.norms[i](x, training=training)
+    x = layer.activation(x)
+    return x if layer.dropout is None else layer.dropout(x, training=training)
 
 
 # --------------------------------------------------------------------------- attention
@@ -513,11 +516,7 @@ class ExpertGroup(tf.keras.layers.Layer):
                 if scenario is None:
                     raise ValueError(f"{self.name}: scenario-owned experts need the scenario index")
                 x = self.scenario_layers[i](x, scenario)
-            if self.norms:
-                x = self.norms[i](x, training=training)
-            x = self.activation(x)
-            if self.dropout is not None:
-                x = self.dropout(x, training=training)
+            x = _after_affine(self, i, x, training)
         return x
 
 

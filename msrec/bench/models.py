@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import msrec  # noqa: F401
 import numpy as np
@@ -89,7 +89,8 @@ def _read(path: str) -> Any:
 
 
 def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, batch_size: int,
-                       learning_rate: float) -> dict[str, Any]:
+                       learning_rate: float, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``name`` (``hparams`` over its defaults) on the prepared window; its eval-day record."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -100,7 +101,8 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
     train_files = [os.path.join(prep["examples"], "Split-train", "*")]
-    model = build_model(name, spec, with_prior({"learning_rate": learning_rate}, train_files, tft_output, spec))
+    hparams = with_prior({**(hparams or {}), "learning_rate": learning_rate}, train_files, tft_output, spec)
+    model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     train = dataset(train_files, tft_output, batch_size, use_fc, True, seed)
     evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
@@ -125,7 +127,7 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     # mean prediction / click rate per scenario: how well the model gets the scenarios' base rates,
     # which the overall AUC rewards and the per-scenario AUCs do not see
     calibration = {names.get(int(i), "oov"): float(p[s == i].mean() / max(y[s == i].mean(), eps)) for i in np.unique(s)}
-    return {"model": name, "seed": seed, "auc": auc(p, y), "per_scenario": per, "calibration": calibration,
+    return {"model": name, "seed": seed, "prior": bool(model.hparams["prior_ctr"]), "auc": auc(p, y), "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
             "params": int(model.count_params()), "train_examples_per_s": throughput.stats()["examples_per_s"],
             # the first batch includes tracing, so the median is the steady state

@@ -73,6 +73,9 @@ class FeatureConfig:
         names = [f.name for f in self.features]
         if len(set(names)) != len(names):
             raise FeatureConfigError(f"duplicate feature names in {names}")
+        if FAIRNESS_COEF in names + list(self.passthrough):
+            # FairnessGen appends it to every example, and a second copy would be ambiguous
+            raise FeatureConfigError(f"{FAIRNESS_COEF!r} is reserved for the Fairness Coefficient")
         for f in self.features:
             if f.source not in SOURCES:
                 raise FeatureConfigError(f"feature {f.name!r}: source {f.source!r} not in {SOURCES}")

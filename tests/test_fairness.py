@@ -58,3 +58,28 @@ def test_inflated_item_gets_fc_below_one():
 
 def test_all_zero_predictions_are_neutral():
     assert fairness_coefficients({"a": Exposure(3, 0.0), "b": Exposure(2, 0.0)}) == {"a": 1.0, "b": 1.0}
+
+
+def test_fairness_gen_reads_keys_in_batches_and_appends_the_fc_without_touching_the_rest():
+    import tensorflow as tf
+
+    from msrec.components.fairness_gen import _key_fields, _with_fc
+
+    def example(user: str, click: int) -> bytes:
+        b = lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))  # noqa: E731
+        return tf.train.Example(features=tf.train.Features(feature={
+            "date": b("2026-11-01"), "scenario_id": b("s01"), "item_id": b("i7"), "user_id": b(user),
+            "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[click])),
+            "seq_item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i1", b"i2"]))})).SerializeToString()
+
+    batch = [example("u1", 1), example("u2", 0)]
+    keys = _key_fields(batch)
+    assert keys == [{"date": "2026-11-01", "scenario_id": "s01", "item_id": "i7", "user_id": u, "click": c}
+                    for u, c in (("u1", 1), ("u2", 0))]
+    _, out, _, fc = _with_fc(("train", batch[0], keys[0], 0.9), {("2026-11-01", "s01", "i7"): (3, 0.6, 0.25)})
+    assert fc == 0.25
+    parsed = tf.train.Example.FromString(out).features.feature
+    assert parsed["fairness_coef"].float_list.value[:] == [0.25]
+    assert parsed["seq_item_id"].bytes_list.value[:] == [b"i1", b"i2"] and parsed["user_id"].bytes_list.value[:] == [b"u1"]
+    # an (item, scenario, day) missing from the table is neutral
+    assert _with_fc(("train", batch[1], keys[1], 0.9), {})[3] == 1.0

@@ -54,29 +54,19 @@ class FairnessGenSpec(ComponentSpec):
     }
 
 
-def _value(example: Any, name: str) -> Any:
-    feat = example.features.feature.get(name)
-    if feat is None:
-        return None
-    kind = feat.WhichOneof("kind")
-    values = getattr(feat, kind).value if kind else []
-    if not values:
-        return None
-    v = values[0]
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+_KEY_STRINGS = ("date", "scenario_id", "item_id", "user_id")
 
 
-def _key_fields(serialized: bytes) -> dict[str, Any]:
+def _key_fields(batch: list[bytes]) -> list[dict[str, Any]]:
+    """The grouping keys and label of each serialized example, parsed for the whole batch at once
+    (one vectorised parse instead of a Python proto per example: ~10x less CPU)."""
     import tensorflow as tf  # imported in workers, not at module import
 
-    ex = tf.train.Example.FromString(serialized)
-    return {
-        "date": _value(ex, "date") or "",
-        "scenario_id": _value(ex, "scenario_id") or "",
-        "item_id": _value(ex, "item_id") or "",
-        "user_id": _value(ex, "user_id") or "",
-        "click": int(_value(ex, LABEL) or 0),
-    }
+    spec = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in _KEY_STRINGS}
+    spec[LABEL] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
+    parsed = {k: v.numpy() for k, v in tf.io.parse_example(tf.constant(batch), spec).items()}
+    strings = {k: [v.decode("utf-8", "replace") for v in parsed[k]] for k in _KEY_STRINGS}
+    return [{**{k: strings[k][j] for k in _KEY_STRINGS}, "click": int(parsed[LABEL][j])} for j in range(len(batch))]
 
 
 class _Predict(beam.DoFn):
@@ -100,8 +90,9 @@ class _Predict(beam.DoFn):
 
             out = self._fn(**{EXAMPLE_INPUT: tf.constant([b for _, b in batch])})
             preds = np.reshape(out[OUTPUT_KEY].numpy(), [-1]).astype(np.float64)
-        for (split, serialized), p in zip(batch, preds):
-            yield split, serialized, _key_fields(serialized), float(p)
+        keys = _key_fields([b for _, b in batch])
+        for (split, serialized), k, p in zip(batch, keys, preds):
+            yield split, serialized, k, float(p)
 
 
 def _fc_per_scenario(kv: tuple[tuple[str, str], Iterable[tuple[str, Exposure]]], k: float
@@ -116,14 +107,20 @@ def _fc_per_scenario(kv: tuple[tuple[str, str], Iterable[tuple[str, Exposure]]],
 
 
 def _with_fc(row: tuple[str, bytes, dict[str, Any], float], fc_table: dict) -> tuple[str, bytes, dict, float]:
-    import tensorflow as tf
-
     split, serialized, keys, _ = row
     pv_f_fc = fc_table.get((keys["date"], keys["scenario_id"], keys["item_id"]))
     fc = pv_f_fc[2] if pv_f_fc else 1.0
-    ex = tf.train.Example.FromString(serialized)
-    ex.features.feature[FAIRNESS_COEF].float_list.value[:] = [fc]
-    return split, ex.SerializeToString(), keys, fc
+    return split, serialized + _fc_feature(fc), keys, fc
+
+
+def _fc_feature(fc: float) -> bytes:
+    """A serialized tf.Example holding only ``fairness_coef``. Appended to another serialized
+    Example it adds the feature: protobuf parses concatenated messages as their merge, so no
+    example is parsed and re-serialized (the feature config reserves the name, so it is new)."""
+    import tensorflow as tf
+
+    feature = tf.train.Feature(float_list=tf.train.FloatList(value=[fc]))
+    return tf.train.Example(features=tf.train.Features(feature={FAIRNESS_COEF: feature})).SerializeToString()
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

@@ -74,6 +74,7 @@ def test_metrics_are_per_scenario_and_the_model_learned(backfill):
     overall = reports[0]["metrics"]["overall"]
     # the click-rate prior starts the model at the data's base rates, so it ends calibrated on average
     assert 0.67 < overall["mean_prediction"] / overall["mean_label"] < 1.5, overall
+    assert 0.05 < overall["logloss"] < 0.5, overall  # TFMA's binary cross-entropy, read back
     # Day 2 retrains on day 1 from the blessed weights and may overfit; the gate is there for that.
     assert reports[-1]["metrics"]["overall"]["auc"] > 0.55
     m = reports[-1]["metrics"]

@@ -82,6 +82,27 @@ def train_on_planted(name: str, spec: FeatureSpec, hparams: Mapping[str, Any],
     return model, auc, roc_auc_score(test.labels, test.click_prob)
 
 
+def scenario_tables(model: tf.keras.Model, spec: FeatureSpec) -> list[tf.Variable]:
+    """The model's per-scenario parameter tables (first axis = scenario index), embeddings aside."""
+    return [v for v in model.trainable_variables if v.shape.rank and v.shape[0] == spec.num_scenarios
+            and "emb_" not in v.name]
+
+
+def assert_scenario_rows_learn_only_from_their_scenario(model: tf.keras.Model, spec: FeatureSpec) -> int:
+    """A batch of scenario 1 sends BCE gradient to scenario 1's row of every per-scenario table and
+    none to scenario 2's (parameters gathered by scenario index); returns the number of tables."""
+    x, y = batch(spec, 32)
+    x = with_scenario(x, 1, spec)
+    with tf.GradientTape() as tape:
+        loss = tf.keras.losses.binary_crossentropy(y[:, None], model(tensors(x), training=True))
+    tables = scenario_tables(model, spec)
+    for var, grad in zip(tables, tape.gradient(loss, tables)):
+        grad = tf.convert_to_tensor(grad).numpy()
+        assert np.abs(grad[1]).sum() > 0, var.name
+        assert np.all(grad[2] == 0), var.name
+    return len(tables)
+
+
 def train_step(model: tf.keras.Model, features: Mapping[str, np.ndarray], labels: np.ndarray,
                optimizer: tf.keras.optimizers.Optimizer | None = None) -> float:
     """One eager Adam (or ``optimizer``) step on BCE plus the model's auxiliary losses; the loss."""

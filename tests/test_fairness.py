@@ -80,6 +80,7 @@ def test_fairness_gen_reads_keys_in_batches_and_appends_the_fc_without_touching_
     assert fc == 0.25
     parsed = tf.train.Example.FromString(out).features.feature
     assert parsed["fairness_coef"].float_list.value[:] == [0.25]
-    assert parsed["seq_item_id"].bytes_list.value[:] == [b"i1", b"i2"] and parsed["user_id"].bytes_list.value[:] == [b"u1"]
+    assert parsed["seq_item_id"].bytes_list.value[:] == [b"i1", b"i2"]
+    assert parsed["user_id"].bytes_list.value[:] == [b"u1"]
     # an (item, scenario, day) missing from the table is neutral
     assert _with_fc(("train", batch[1], keys[1], 0.9), {})[3] == 1.0

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec,
-                              tensors, with_scenario)
+from baseline_support import (SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict,
+                              scenario_tables, small_spec, tensors, with_scenario)
 from msrec.models.layers import BEHAVIOUR_FIELD
 from msrec.models.optmsm import orthogonality_loss
 from msrec.models.registry import build_model
@@ -120,8 +120,7 @@ def test_prediction_path_gathers_scenario_parameters_and_the_constraint_sees_all
     with tf.GradientTape(persistent=True) as tape:
         bce = tf.reduce_mean(tf.keras.losses.binary_crossentropy(y[:, None], model(x, training=True)))
         (orth,) = model.losses
-    stacked = [v for v in model.trainable_variables if v.shape.rank and v.shape[0] == spec.num_scenarios
-               and "emb_" not in v.name]
+    stacked = scenario_tables(model, spec)
     assert len(stacked) >= 10  # SE gate, transfer kernels and biases, predictor layers and classifier
     for var in stacked:
         grad = tf.convert_to_tensor(tape.gradient(bce, var)).numpy()

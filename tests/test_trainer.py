@@ -50,3 +50,10 @@ def test_a_prior_the_user_set_is_kept(tmp_path: pathlib.Path) -> None:
     assert with_prior({"prior_ctr": []}, [str(tmp_path / "none*")], _TransformOutput(), spec) == {"prior_ctr": []}
     with pytest.raises(FileNotFoundError):
         with_prior({}, [str(tmp_path / "none*")], _TransformOutput(), spec)
+
+
+def test_a_scenario_index_outside_the_model_fails_clearly(tmp_path: pathlib.Path) -> None:
+    spec = small_spec()
+    _write(tmp_path / "a.gz", [1, spec.num_scenarios], [0, 1])
+    with pytest.raises(ValueError, match="outside the"):
+        scenario_click_rates([str(tmp_path / "*.gz")], _TransformOutput(), spec)

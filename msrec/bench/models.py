@@ -127,7 +127,8 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     # mean prediction / click rate per scenario: how well the model gets the scenarios' base rates,
     # which the overall AUC rewards and the per-scenario AUCs do not see
     calibration = {names.get(int(i), "oov"): float(p[s == i].mean() / max(y[s == i].mean(), eps)) for i in np.unique(s)}
-    return {"model": name, "seed": seed, "prior": bool(model.hparams["prior_ctr"]), "auc": auc(p, y), "per_scenario": per, "calibration": calibration,
+    return {"model": name, "seed": seed, "prior": bool(model.hparams["prior_ctr"]), "auc": auc(p, y),
+            "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
             "params": int(model.count_params()), "train_examples_per_s": throughput.stats()["examples_per_s"],
             # the first batch includes tracing, so the median is the steady state

@@ -95,17 +95,18 @@ def scenario_click_rates(file_patterns: list[str], tft_output: tft.TFTransformOu
 
     rate_s = (clicks_s + m * rate) / (samples_s + m) with m = ``smoothing`` pseudo-samples, so a
     scenario seen a handful of times (or never: padding, OOV) starts at the overall rate."""
-    keys = {LABEL: tft_output.transformed_feature_spec()[LABEL],
-            spec.scenario_feature: tft_output.transformed_feature_spec()[spec.scenario_feature]}
+    parsed = tft_output.transformed_feature_spec()
+    keys = {name: parsed[name] for name in (LABEL, spec.scenario_feature)}
     ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     ds = ds.batch(16384).map(lambda b: tf.io.parse_example(b, keys), num_parallel_calls=tf.data.AUTOTUNE)
     samples = np.zeros(spec.num_scenarios)
     clicks = np.zeros(spec.num_scenarios)
     for batch in ds.prefetch(tf.data.AUTOTUNE):
         s = batch[spec.scenario_feature].numpy().reshape(-1)
-        samples += np.bincount(s, minlength=spec.num_scenarios)[:spec.num_scenarios]
-        clicks += np.bincount(s, weights=batch[LABEL].numpy().reshape(-1), minlength=spec.num_scenarios)[
-            :spec.num_scenarios]
+        if s.size and s.max() >= spec.num_scenarios:
+            raise ValueError(f"scenario index {s.max()} is outside the {spec.num_scenarios} the model has")
+        samples += np.bincount(s, minlength=spec.num_scenarios)
+        clicks += np.bincount(s, weights=batch[LABEL].numpy().reshape(-1), minlength=spec.num_scenarios)
     if samples.sum() == 0:
         raise ValueError(f"no training examples under {file_patterns}")
     overall = float(np.clip(clicks.sum() / samples.sum(), 1e-4, 1 - 1e-4))

@@ -50,6 +50,39 @@ def test_orthogonality_loss_equals_the_pairwise_sum(m, d):
     assert float(orthogonality_loss(tf.constant(reps))) == pytest.approx(squared_cosines(reps), rel=1e-4)
 
 
+def test_the_loss_over_a_uniform_scenario_subset_is_unbiased():
+    """Averaged over every k-subset of the M scenarios, the subset's loss is exactly the full loss."""
+    reps = np.random.default_rng(4).normal(size=(5, 6, 4)).astype(np.float32)
+    subsets = [list(c) for c in itertools.combinations(range(6), 3)]
+    mean = np.mean([float(orthogonality_loss(tf.constant(reps[:, c]))) for c in subsets])
+    assert mean == pytest.approx(float(orthogonality_loss(tf.constant(reps))), rel=1e-5)
+    assert np.std([float(orthogonality_loss(tf.constant(reps[:, c]))) for c in subsets]) > 0.01 * mean
+
+
+def test_many_scenarios_sample_the_contrastive_representations_per_batch(spec):
+    """Past contrastive_scenarios, L_orth is the loss over that many distinct scenarios, redrawn per batch."""
+    assert spec.num_scenarios - 1 > 3
+    model = build_model("optmsm", spec, {**HP, "contrastive_scenarios": 3})
+    x = tensors(batch(spec, 16)[0])
+    model(x)
+    for var in model.transfer.weights:  # every scenario starts as the shared FCN: make them differ
+        if "scenario_kernel" in var.name:
+            var.assign(tf.random.stateless_uniform(var.shape, seed=[len(var.name), 0], minval=-1.0, maxval=2.0))
+    reps = model.scenario_representations(x).numpy()
+    by_subset = {c: 0.1 * squared_cosines(reps[:, list(c)])
+                 for c in itertools.combinations(range(reps.shape[1]), 3)}
+    drawn = set()
+    for _ in range(8):
+        model(x, training=True)
+        (added,) = model.losses
+        matches = [c for c, loss in by_subset.items() if loss == pytest.approx(float(added), rel=1e-4)]
+        assert matches, float(added)
+        drawn.add(matches[0])
+    assert len(drawn) > 1
+    with pytest.raises(ValueError, match="contrastive_scenarios"):
+        build_model("optmsm", spec, {**HP, "contrastive_scenarios": 1})
+
+
 @pytest.mark.parametrize("overrides", [
     {"use_priors": False},
     {"use_constraint": False},
@@ -103,8 +136,9 @@ def test_every_scenario_path_equals_the_gathered_path(spec, transfer):
     dim = SMALL["embedding_dim"]
     widths = [3 * dim if n == BEHAVIOUR_FIELD else dim for n in model.shared_features]  # 3 behaviour item features
     fields = [tf.random.stateless_normal([8, w], seed=[i, 1]) for i, w in enumerate(widths)]
-    gated = model.adaptation_gate.every_scenario(fields)
-    reps = model.transfer.every_scenario(gated)
+    rows = tf.range(1, spec.num_scenarios)
+    gated = model.adaptation_gate.every_scenario(fields, rows)
+    reps = model.transfer.every_scenario(gated, rows)
     for m in range(1, spec.num_scenarios):
         scenario = tf.fill([8], m)
         e_c = model.adaptation_gate(fields, scenario)
@@ -126,7 +160,7 @@ def test_prediction_path_gathers_scenario_parameters_and_the_constraint_sees_all
         grad = tf.convert_to_tensor(tape.gradient(bce, var)).numpy()
         assert np.abs(grad[1]).sum() > 0 and np.all(grad[2] == 0), var.name
     transfer_kernel = next(v for v in stacked if "scenario_kernel_0" in v.name)
-    grad = tape.gradient(orth, transfer_kernel).numpy()
+    grad = tf.convert_to_tensor(tape.gradient(orth, transfer_kernel)).numpy()
     assert all(np.abs(grad[m]).sum() > 0 for m in range(1, spec.num_scenarios)) and np.all(grad[0] == 0)
 
 

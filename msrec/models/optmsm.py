@@ -26,8 +26,11 @@ The prediction path only touches the sample's own scenario: the SE gate, transfe
 parameters are stacked over scenarios and gathered (:class:`~msrec.models.layers.ScenarioDense`,
 :func:`~msrec.models.layers.scenario_matmul`). The representations of every scenario exist only for
 the loss, only in training, computed in one batched einsum per layer ([B, M, ...]; M = the scenario
-index space without padding, unseen and OOV rows included). Their cost grows with M, as the paper's
-definition requires.
+index space without padding, unseen and OOV rows included). Eq. 9 takes every scenario, so its cost
+grows with M: up to ``contrastive_scenarios`` (32) scenarios we follow it; past that, each training
+batch draws that many scenarios uniformly and the loss is the mean over their pairs, an unbiased
+estimate of the mean over all pairs, at a cost that stops growing with M (a deviation for platforms
+with hundreds of scenarios; the paper's datasets have a handful).
 
 Deviation from eq. 9: the paper sums the signed cosines <r^i, r^j>, whose minimum is reached by
 anti-parallel representations (the sum goes to -M), not orthogonal ones, although the text asks them to
@@ -60,16 +63,15 @@ from msrec.models.registry import register
 TRANSFERS = ("fcn", "moe", "cgc")
 
 
-def every_scenario_dense(layer: ScenarioDense, x: tf.Tensor) -> tf.Tensor:
-    """A built :class:`ScenarioDense` applied with every scenario's parameters but padding row 0.
+def every_scenario_dense(layer: ScenarioDense, x: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """A built :class:`ScenarioDense` applied with the parameters of each scenario in ``rows`` [K].
 
-    x [B, G, I] (one input for all scenarios) or [B, M, G, I] (one per scenario) -> [B, M, G, O],
-    M = num_scenarios - 1.
+    x [B, G, I] (one input for all scenarios) or [B, K, G, I] (one per scenario) -> [B, K, G, O].
     """
     pattern = "bgi,mgio->bmgo" if x.shape.rank == 3 else "bmgi,mgio->bmgo"
-    y = tf.einsum(pattern, x, layer.kernel[1:])
+    y = tf.einsum(pattern, x, tf.gather(layer.kernel, rows))
     if layer.bias is not None:
-        y += layer.bias[1:]
+        y += tf.gather(layer.bias, rows)
     return layer.activation(y)
 
 
@@ -110,9 +112,9 @@ class AdaptationGate(tf.keras.layers.Layer):
         z = self.dense(self._squeeze(fields), scenario)
         return tf.concat(fields, axis=-1) * tf.gather(z, self._field_of_column(fields), axis=-1)
 
-    def every_scenario(self, fields: Sequence[tf.Tensor]) -> tf.Tensor:
-        """e_c^m for every scenario m -> [B, M, sum w_k]."""
-        z = every_scenario_dense(self.dense, self._squeeze(fields)[:, tf.newaxis, :])[:, :, 0]
+    def every_scenario(self, fields: Sequence[tf.Tensor], rows: tf.Tensor) -> tf.Tensor:
+        """e_c^m for every scenario m in ``rows`` [K] -> [B, K, sum w_k]."""
+        z = every_scenario_dense(self.dense, self._squeeze(fields)[:, tf.newaxis, :], rows)[:, :, 0]
         return tf.concat(fields, axis=-1)[:, tf.newaxis, :] * tf.gather(z, self._field_of_column(fields), axis=-1)
 
 
@@ -147,10 +149,11 @@ class FCNTransfer(tf.keras.layers.Layer):
             x = tf.nn.relu(y + shared_bias + tf.gather(bias, scenario))
         return x
 
-    def every_scenario(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        """x [B, M, I] (scenario m's input in row m) -> [B, M, units[-1]]."""
+    def every_scenario(self, x: tf.Tensor, rows: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """x [B, K, I] (the input of scenario rows[k] in row k) -> [B, K, units[-1]]."""
         for shared_kernel, shared_bias, kernel, bias in self.params:
-            x = tf.nn.relu(tf.einsum("bmi,mio->bmo", x, shared_kernel * kernel[1:, 0]) + shared_bias + bias[1:])
+            y = tf.einsum("bmi,mio->bmo", x, shared_kernel * tf.gather(kernel, rows)[:, 0])
+            x = tf.nn.relu(y + shared_bias + tf.gather(bias, rows))
         return x
 
 
@@ -171,8 +174,8 @@ class MoETransfer(tf.keras.layers.Layer):
     def call(self, x: tf.Tensor, scenario: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         return mix_experts(self.gate(x, scenario), self.experts(x, training=training))
 
-    def every_scenario(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        gate = every_scenario_dense(self.gate, x[:, :, tf.newaxis, :])[:, :, 0]
+    def every_scenario(self, x: tf.Tensor, rows: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        gate = every_scenario_dense(self.gate, x[:, :, tf.newaxis, :], rows)[:, :, 0]
         return tf.einsum("bme,bmed->bmd", gate, _flat_experts(self.experts, x, training))
 
 
@@ -201,16 +204,16 @@ class CGCTransfer(tf.keras.layers.Layer):
             experts.append(self.shared(x, training=training))
         return mix_experts(self.gate(x, scenario), tf.concat(experts, axis=1))
 
-    def every_scenario(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+    def every_scenario(self, x: tf.Tensor, rows: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         experts = []
         if self.specific:
             h = tf.broadcast_to(x[:, :, tf.newaxis, :], [tf.shape(x)[0], x.shape[1], self.num_specific, x.shape[-1]])
             for layer in self.specific:
-                h = every_scenario_dense(layer, h)
+                h = every_scenario_dense(layer, h, rows)
             experts.append(h)
         if self.shared is not None:
             experts.append(_flat_experts(self.shared, x, training))
-        gate = every_scenario_dense(self.gate, x[:, :, tf.newaxis, :])[:, :, 0]
+        gate = every_scenario_dense(self.gate, x[:, :, tf.newaxis, :], rows)[:, :, 0]
         return tf.einsum("bme,bmed->bmd", gate, tf.concat(experts, axis=2))
 
 
@@ -254,6 +257,7 @@ class OptMSM(MultiScenarioModel):
         "num_shared_experts": 2,  # cgc
         "use_constraint": True,
         "orthogonality_weight": 0.1,  # lambda, eq. 14
+        "contrastive_scenarios": 32,  # past this many scenarios, L_orth samples this many per batch
         "use_hypernetwork": True,
         "hypernetwork_units": 64,
         "predictor_units": (32,),
@@ -264,6 +268,9 @@ class OptMSM(MultiScenarioModel):
         hp = self.hparams
         if hp["transfer"] not in TRANSFERS:
             raise ValueError(f"transfer must be one of {TRANSFERS}, got {hp['transfer']!r}")
+        if hp["contrastive_scenarios"] is not None and int(hp["contrastive_scenarios"]) < 2:
+            raise ValueError("contrastive_scenarios must be at least 2 (a pair), or None for every scenario, "
+                             f"got {hp['contrastive_scenarios']!r}")
         # The fields BehaviourFields returns, in its order: every scalar feature, then the behaviour.
         fields = [n for g in GROUPS for n in spec.groups.get(g, ()) if n in spec.cardinality or n in spec.numeric]
         if spec.sequence_item_features:
@@ -294,20 +301,32 @@ class OptMSM(MultiScenarioModel):
         fields = self.inputs_layer(features)
         return [fields[n] for n in self.shared_features], [fields[n] for n in self.specific_features]
 
-    def _every_scenario(self, shared: list[tf.Tensor], training: bool | None) -> tf.Tensor:
+    def contrastive_rows(self) -> tf.Tensor:
+        """The scenario rows whose representations enter L_orth in one training batch.
+
+        Every scenario 1 .. M (M = num_scenarios - 1), as eq. 9 asks, up to ``contrastive_scenarios``;
+        past that, a uniform random subset of that many, drawn per batch, so that the constraint's cost
+        does not grow with M. The mean over the subset's pairs is then an unbiased estimate of the
+        mean over all pairs (every pair is equally likely to be drawn).
+        """
+        m, k = self.spec.num_scenarios - 1, self.hparams["contrastive_scenarios"]
+        rows = tf.range(1, m + 1)
+        return rows if k is None or m <= int(k) else tf.random.shuffle(rows)[:int(k)]
+
+    def _every_scenario(self, shared: list[tf.Tensor], rows: tf.Tensor, training: bool | None) -> tf.Tensor:
         if self.adaptation_gate is not None:
-            e_c = self.adaptation_gate.every_scenario(shared)
+            e_c = self.adaptation_gate.every_scenario(shared, rows)
         else:
             x = tf.concat(shared, axis=-1)
-            e_c = tf.broadcast_to(x[:, tf.newaxis, :], [tf.shape(x)[0], self.spec.num_scenarios - 1, x.shape[-1]])
-        return self.transfer.every_scenario(e_c, training=training)
+            e_c = tf.broadcast_to(x[:, tf.newaxis, :], [tf.shape(x)[0], tf.size(rows), x.shape[-1]])
+        return self.transfer.every_scenario(e_c, rows, training=training)
 
     def scenario_representations(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Each sample's representation r^m in every scenario m = 1 .. num_scenarios - 1 -> [B, M, d]."""
         if not self.built:  # the per-scenario layers get their variables on the prediction path
             self(features, training=False)
         shared, _ = self._partition(features)
-        return self._every_scenario(shared, training=False)
+        return self._every_scenario(shared, tf.range(1, self.spec.num_scenarios), training=False)
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         scenario = scenario_index(features, self.spec)
@@ -316,6 +335,6 @@ class OptMSM(MultiScenarioModel):
                else tf.concat(shared, axis=-1))
         r = self.transfer(e_c, scenario, training=training)
         if training and self.hparams["use_constraint"]:
-            self.add_loss(self.hparams["orthogonality_weight"]
-                          * orthogonality_loss(self._every_scenario(shared, training)))  # eq. 9, 14
+            representations = self._every_scenario(shared, self.contrastive_rows(), training)
+            self.add_loss(self.hparams["orthogonality_weight"] * orthogonality_loss(representations))  # eq. 9, 14
         return self.click_probability(self.predictor(tf.concat([r] + specific, axis=-1), scenario), features)  # eq. 10

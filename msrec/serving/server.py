@@ -27,6 +27,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from msrec.serving.config import ModelServerConfig, config_from_flags
 from msrec.serving.errors import ConfigError, InvalidArgument, ServingError, Unimplemented
 from msrec.serving.model_manager import ModelManager, ServerCore
+from msrec.serving.servable import Servable
 
 log = logging.getLogger("msrec.serving")
 
@@ -57,58 +58,61 @@ def _route(core: ServerCore, spec: model_pb2.ModelSpec) -> tuple[ModelManager, i
     return core.manager(spec.name), version, label
 
 
+def _refuse(message: str) -> Callable[[], T]:
+    def work() -> T:
+        raise Unimplemented(message)
+    return work
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, core: ServerCore) -> None:
         self._core = core
 
+    def _with_servable(self, spec: model_pb2.ModelSpec, answer: Callable[[Servable], T]) -> Callable[[], T]:
+        """The RPC's work: lease the version the request routes to, answer with it, release it."""
+        def work() -> T:
+            manager, version, label = _route(self._core, spec)
+            with manager.lease(version, label) as servable:
+                return answer(servable)
+        return work
+
     def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 - gRPC method names
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
-        def work():
-            manager, version, label = _route(self._core, request.model_spec)
-            with manager.lease(version, label) as servable:
-                return servable.predict(request, self._core.max_batch)
-        return _answer(context, "Predict", work)
+        return _answer(context, "Predict", self._with_servable(
+            request.model_spec, lambda servable: servable.predict(request, self._core.max_batch)))
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
-        def work():
-            manager, version, label = _route(self._core, request.model_spec)
-            with manager.lease(version, label) as servable:
-                return servable.classify(request, self._core.max_batch)
-        return _answer(context, "Classify", work)
+        return _answer(context, "Classify", self._with_servable(
+            request.model_spec, lambda servable: servable.classify(request, self._core.max_batch)))
 
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
-        def work():
-            raise Unimplemented("Regress is not served: msrec models answer a click probability; "
-                                "use Predict (raw features) or Classify (tf.Examples)")
-        return _answer(context, "Regress", work)
+        return _answer(context, "Regress", _refuse(
+            "Regress is not served: msrec models answer a click probability; "
+            "use Predict (raw features) or Classify (tf.Examples)"))
 
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest,  # noqa: N802
                        context: grpc.ServicerContext) -> inference_pb2.MultiInferenceResponse:
-        def work():
-            raise Unimplemented("MultiInference is not served; send one Predict or Classify request "
-                                "per task")
-        return _answer(context, "MultiInference", work)
+        return _answer(context, "MultiInference", _refuse(
+            "MultiInference is not served; send one Predict or Classify request per task"))
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
-        def work():
+        def metadata(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
             fields = list(request.metadata_field)
             if fields != [SIGNATURE_DEF_FIELD]:
                 raise InvalidArgument(f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}] (the only "
                                       f"metadata served), got {fields}")
-            manager, version, label = _route(self._core, request.model_spec)
-            with manager.lease(version, label) as servable:
-                response = get_model_metadata_pb2.GetModelMetadataResponse()
-                response.model_spec.name = servable.model_name
-                response.model_spec.version.value = servable.version
-                signatures = get_model_metadata_pb2.SignatureDefMap()
-                for key, signature in servable.signature_defs.items():
-                    signatures.signature_def[key].CopyFrom(signature)
-                response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
-                return response
-        return _answer(context, "GetModelMetadata", work)
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = servable.model_name
+            response.model_spec.version.value = servable.version
+            signatures = get_model_metadata_pb2.SignatureDefMap()
+            for key, signature in servable.signature_defs.items():
+                signatures.signature_def[key].CopyFrom(signature)
+            response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
+            return response
+        return _answer(context, "GetModelMetadata", self._with_servable(request.model_spec, metadata))
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

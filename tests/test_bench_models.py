@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from msrec.bench.models import format_table, scenario_auc, summarise
+from msrec.bench.models import format_table, reusable_runs, scenario_auc, summarise
 
 
 def test_scenario_auc_is_the_sample_weighted_mean_of_known_scenarios():
@@ -33,3 +33,10 @@ def test_summary_averages_seeds_and_measures_relaimpr_against_the_best_baseline(
     assert summary["models"]["mix"]["relaimpr_scenario_auc_pct"] == pytest.approx(0.0)
     table = format_table(summary)
     assert "scen. AUC" in table and "overall AUC" in table and "0.7300" in table
+
+
+def test_a_resumed_run_trains_again_what_an_older_version_trained_without_the_prior():
+    journal = [{"model": "mix", "seed": 0, "auc": 0.70},  # before the prior: no "prior" recorded
+               {"model": "mix", "seed": 1, "prior": False, "auc": 0.70},
+               {"model": "mmoe", "seed": 0, "prior": True, "auc": 0.71}]
+    assert reusable_runs(journal) == {("mmoe", 0): journal[2]}

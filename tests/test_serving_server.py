@@ -209,6 +209,10 @@ def test_metadata_needs_the_signature_def_field(served):
         stub.GetModelMetadata(request, timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "'signature_def'" in info.value.details()
+    request.model_spec.name = "no_such_model"  # the request's own arguments are checked before routing
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetModelMetadata(request, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_a_pushed_version_swaps_in_without_failing_a_request(models, tmp_path):

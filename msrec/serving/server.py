@@ -100,10 +100,6 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # noqa: N802
                          context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
         def metadata(servable: Servable) -> get_model_metadata_pb2.GetModelMetadataResponse:
-            fields = list(request.metadata_field)
-            if fields != [SIGNATURE_DEF_FIELD]:
-                raise InvalidArgument(f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}] (the only "
-                                      f"metadata served), got {fields}")
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = servable.model_name
             response.model_spec.version.value = servable.version
@@ -112,7 +108,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 signatures.signature_def[key].CopyFrom(signature)
             response.metadata[SIGNATURE_DEF_FIELD].Pack(signatures)
             return response
-        return _answer(context, "GetModelMetadata", self._with_servable(request.model_spec, metadata))
+        lease = self._with_servable(request.model_spec, metadata)
+
+        def work() -> get_model_metadata_pb2.GetModelMetadataResponse:
+            fields = list(request.metadata_field)  # the request's own arguments first, as TF Serving does
+            if fields != [SIGNATURE_DEF_FIELD]:
+                raise InvalidArgument(f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}] (the only "
+                                      f"metadata served), got {fields}")
+            return lease()
+        return _answer(context, "GetModelMetadata", work)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):

@@ -1,12 +1,30 @@
-"""msrec packaging. Pinned versions live in requirements.lock (see scripts/bootstrap.sh)."""
+"""msrec packaging. Pinned versions live in requirements.lock (see scripts/bootstrap.sh).
+
+The card's top-level folders (pipeline/, components/, models/, schemas/) are mapped into the one
+``msrec`` package, so the wheel's only top-level package is ``msrec`` and nothing named ``models``
+or ``pipeline`` lands in site-packages. Needs setuptools >= 64 (editable installs of mapped folders).
+"""
 from setuptools import find_packages, setup
+
+# top-level folder -> its package inside msrec
+MAPPED = {"pipeline": "msrec.pipeline", "components": "msrec.components", "models": "msrec.models",
+          "schemas": "msrec.schemas"}
+
+packages = find_packages(include=["msrec", "msrec.*"])
+package_dir = {"msrec": "msrec"}
+for folder, package in MAPPED.items():
+    for sub in [""] + find_packages(where=folder):
+        name = package + ("." + sub if sub else "")
+        packages.append(name)
+        package_dir[name] = folder + ("/" + sub.replace(".", "/") if sub else "")
 
 setup(
     name="msrec",
     version="0.1.0",
     description="Multi-scenario CTR ranking pipeline on TFX: SAR-Net, HierRec, SFPNet, HMDN, OptMSM",
-    packages=find_packages(include=["msrec", "msrec.*"]),
-    package_data={"msrec": ["py.typed"]},
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"msrec": ["py.typed"], "msrec.schemas": ["*.pbtxt", "*.yaml"]},
     python_requires=">=3.10,<3.11",
     install_requires=[
         "tfx==1.16.0",

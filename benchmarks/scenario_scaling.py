@@ -25,7 +25,7 @@ from typing import Sequence
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from msrec.features import FeatureSpec, load_feature_config
+from msrec.schemas.feature_config import FeatureSpec, load_feature_config
 from msrec.models.registry import build_model, model_names
 from msrec.models.synthetic import planted_ctr_batch
 

@@ -8,7 +8,7 @@ import os
 import msrec  # noqa: F401
 import tensorflow as tf
 
-from msrec.features import FeatureConfig
+from msrec.schemas.feature_config import FeatureConfig
 
 DEFAULT_SIGNATURE = "serving_default"
 EXAMPLE_SIGNATURE = "serving_tfexample"

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
-from msrec.ingest.beam_ingest import run_ingest
+from msrec.components.log_example_gen.beam_ingest import run_ingest
 
 
 def bench_generator(sizes: Iterable[int], workdir: str | None = None) -> list[dict]:

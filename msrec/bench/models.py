@@ -20,7 +20,7 @@ import numpy as np
 from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
 from msrec.data.truth import auc, load_truth, oracle_auc
-from msrec.features import load_feature_config
+from msrec.schemas.feature_config import load_feature_config
 from msrec.pipeline import daily
 from msrec.pipeline.report import relaimpr
 
@@ -104,7 +104,7 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     import tensorflow_transform as tft
 
     from msrec.models.registry import build_model
-    from msrec.models.trainer import Throughput, dataset, feature_spec, with_prior
+    from msrec.models.training.trainer import Throughput, dataset, feature_spec, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])

@@ -75,10 +75,11 @@ def _push_pipeline_model(out: Path, model: str) -> None:
 
 
 def _push_toy_model(out: Path) -> None:
-    from msrec.features import load_feature_config
+    from msrec.schemas import default_feature_config
+    from msrec.schemas.feature_config import load_feature_config
     from msrec.serving.toy_model import export_toy_model
 
-    config = load_feature_config(Path(msrec.__file__).resolve().parents[1] / "schemas" / "feature_config.yaml")
+    config = load_feature_config(default_feature_config())
     export_toy_model(str(out / "serving" / "toy" / "1"), config)
 
 
@@ -181,9 +182,7 @@ class _ServerProcess:
                "--model_name", name, "--model_base_path", str(base),
                "--file_system_poll_wait_seconds", "0"] + flags
         self._log = tempfile.TemporaryFile()
-        package_root = str(Path(msrec.__file__).resolve().parents[1])  # msrec importable in the child
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
         self.target = self._wait_for_port()
 
     def _wait_for_port(self, timeout: float = 300.0) -> str:

@@ -5,7 +5,7 @@ logs so a generated dataset is self-describing (a test keeps the two equal).
 """
 from __future__ import annotations
 
-from msrec.features import Feature, FeatureConfig, SequenceConfig
+from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig
 
 # Fields of an impression line, in the order they are written.
 IMPRESSION_FIELDS = ("ts", "user_id", "item_id", "scenario_id", "click", "impression_id", "position", "hour",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from msrec.features import REQUIRED_FIELDS
+from msrec.schemas.feature_config import REQUIRED_FIELDS
 
 REASONS = ("bad_json", "undecodable_bytes", "not_an_object", "missing_field", "bad_type", "bad_click", "bad_ts")
 YEAR_2200_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z: a timestamp no real log can carry

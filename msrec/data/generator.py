@@ -64,7 +64,7 @@ from msrec.data.columns import dataset_feature_config
 from msrec.data.traffic import Impressions
 from msrec.data.world import AGE_BUCKETS, CATEGORIES, DEVICES, GENDERS, LOYAL_USER_FRACTION, SCENARIO_TYPES, \
     World, build_world
-from msrec.features import save_feature_config
+from msrec.schemas.feature_config import save_feature_config
 
 LOGS = "logs"
 SHARD_LINES = 250_000

@@ -18,8 +18,8 @@ import os
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
-from msrec.features import SIDE_TABLE_KEYS, Feature, FeatureConfig, load_feature_config
-from msrec.ingest.records import BadValue, normalise
+from msrec.schemas.feature_config import SIDE_TABLE_KEYS, Feature, FeatureConfig, load_feature_config
+from msrec.components.log_example_gen.records import BadValue, normalise
 
 FEATURE_CONFIG_FILE = "feature_config.yaml"
 IMPRESSION_SUFFIXES = (".jsonl", ".jsonl.gz")

@@ -208,7 +208,7 @@ def as_columns(candidates: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[A
 
 
 def _category(name: str, value: Any) -> bytes:
-    # the ingestion's spelling (msrec.ingest.records): ints as decimals, JSON booleans as true/false
+    # the ingestion's spelling (msrec.components.log_example_gen.records): ints as decimals, JSON booleans as true/false
     if value is None:
         return b""
     if isinstance(value, bytes):

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from msrec.features import FeatureConfig
+from msrec.schemas.feature_config import FeatureConfig
 from msrec.serving.tensors import fill_tensor_proto
 from msrec.signatures import EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY, WARMUP_FILE, raw_input_specs
 

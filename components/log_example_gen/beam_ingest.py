@@ -1,0 +1,318 @@
+"""The ingestion Beam pipeline: raw day folders -> tf.Examples (Split-train / Split-eval) + quarantine.
+
+1. ParseSideTable, GroupByKey, KeepFirstRow: side tables, one row per key, as AsDict side inputs.
+2. ParseImpressionFiles: every line of the window and lookback days, validated; malformed window
+   lines (and malformed side-table rows) go to <quarantine>/quarantine-*.jsonl.
+3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
+4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
+   deque of past clicks.
+5. EncodeExamples (batches of 512, split by time), Reshuffle, WriteToTFRecord:
+   <examples>/Split-{train,eval}/data_tfrecord-*.gz.
+
+Every stage also emits (key, n) tallies that end in counts.json; Beam metrics counters under the
+``msrec.ingest`` namespace make progress visible while the job runs.
+"""
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import logging
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.pvalue import TaggedOutput
+
+from msrec.schemas.feature_config import SIDE_TABLE_KEYS, FeatureConfig, load_feature_config
+from msrec.components.log_example_gen import counts as C
+from msrec.components.log_example_gen.examples import ExampleEncoder
+from msrec.components.log_example_gen.layout import (COUNTS_FILE, EXAMPLE_FILE_PREFIX, QUARANTINE_FILE_PREFIX, IngestError,
+                                 IngestPlan, parse_date, plan_ingest)
+from msrec.components.log_example_gen.records import DUPLICATE_KEY, Impression, ImpressionParser, SideRowParser, quarantine_entry
+from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
+from msrec.components.log_example_gen.splits import EVAL, SPLITS, TRAIN, last_fifth_threshold, split_by_day, split_by_ts
+
+NAMESPACE = "msrec.ingest"
+QUARANTINE = "quarantine"
+COUNTS = "counts"
+
+ENCODE_BATCH = 512  # examples per call of the C++ encoder; amortises its per-call cost
+
+_log = logging.getLogger(__name__)
+
+
+def _lines(path: str) -> Iterator[bytes]:
+    """The lines of a (possibly compressed) file, without their terminators."""
+    with FileSystems.open(path) as fh:  # compression detected from the extension
+        for raw in iter(fh.readline, b""):
+            yield raw.rstrip(b"\r\n")
+
+
+class ParseImpressionFiles(beam.DoFn):
+    """Reads whole impression files (so each line keeps its number) and validates every line.
+
+    Main output: accepted window impressions, and accepted lookback *clicks* (the only lookback
+    records sequences need). Quarantine entries are emitted for window days only: lookback lines
+    were quarantined by their own day's run, and are merely counted here.
+    """
+
+    def __init__(self, config: FeatureConfig):
+        self._config = config
+
+    def setup(self) -> None:
+        self._parser = ImpressionParser(self._config)
+        self._read = {w: Metrics.counter(NAMESPACE, ("" if w else C.LOOKBACK) + C.READ) for w in (True, False)}
+        self._accepted = Metrics.counter(NAMESPACE, C.ACCEPTED)
+        self._quarantined = Metrics.counter(NAMESPACE, "quarantined")
+        self._reasons: dict[str, Any] = {}
+
+    def process(self, element: tuple[str, str, bool]) -> Iterator[Any]:
+        path, day_iso, in_window = element
+        day = dt.date.fromisoformat(day_iso)
+        prefix = "" if in_window else C.LOOKBACK
+        tally: collections.Counter[str] = collections.Counter()
+        for line_no, raw in enumerate(_lines(path), start=1):
+            tally[C.READ] += 1
+            self._read[in_window].inc()
+            result = self._parser.parse(raw, file=path, line_no=line_no, day=day, in_window=in_window)
+            if isinstance(result, Impression):
+                tally[C.ACCEPTED] += 1
+                if in_window:
+                    self._accepted.inc()
+                    yield result
+                elif result.click:
+                    yield result
+            else:
+                tally[C.REASON + result["reason"]] += 1
+                if in_window:
+                    self._quarantined.inc()
+                    self._reason_counter(result["reason"]).inc()
+                    yield TaggedOutput(QUARANTINE, result)
+        for key, n in tally.items():
+            yield TaggedOutput(COUNTS, (prefix + key, n))
+
+    def _reason_counter(self, reason: str) -> Any:
+        if reason not in self._reasons:
+            self._reasons[reason] = Metrics.counter(NAMESPACE, f"quarantined.{reason}")
+        return self._reasons[reason]
+
+
+class ParseSideTable(beam.DoFn):
+    """Side-table file -> (key, (file, line_no, raw, row)); malformed rows go to quarantine."""
+
+    def __init__(self, config: FeatureConfig, table: str):
+        self._config = config
+        self._table = table
+
+    def setup(self) -> None:
+        self._parser = SideRowParser(self._config, self._table, SIDE_TABLE_KEYS[self._table])
+
+    def process(self, path: str) -> Iterator[Any]:
+        tally: collections.Counter[str] = collections.Counter()
+        for line_no, raw in enumerate(_lines(path), start=1):
+            tally[C.READ] += 1
+            result = self._parser.parse(raw, file=path, line_no=line_no)
+            if isinstance(result, dict):
+                tally[C.REASON + result["reason"]] += 1
+                yield TaggedOutput(QUARANTINE, result)
+            else:
+                key, row = result
+                yield key, (path, line_no, raw, row)
+        for key, n in tally.items():
+            yield TaggedOutput(COUNTS, (C.side_key(self._table, key), n))
+
+
+class KeepFirstRow(beam.DoFn):
+    """One row per key: the first in file order; later duplicates are quarantined, not dropped."""
+
+    def __init__(self, table: str):
+        self._table = table
+
+    def process(self, element: tuple[str, Iterable[tuple[str, int, bytes, dict[str, Any]]]]) -> Iterator[Any]:
+        key, rows = element
+        first, *duplicates = sorted(rows, key=lambda r: (r[0], r[1]))
+        yield key, first[3]
+        for path, line_no, raw, _ in duplicates:
+            detail = f"{SIDE_TABLE_KEYS[self._table]} {key!r} already defined at {first[0]}:{first[1]}"
+            yield TaggedOutput(QUARANTINE, quarantine_entry(DUPLICATE_KEY, detail, path, line_no, raw))
+            yield TaggedOutput(COUNTS, (C.side_key(self._table, C.REASON + DUPLICATE_KEY), 1))
+
+
+class JoinSideTables(beam.DoFn):
+    """Adds each side table's columns to the record; a missed join leaves those features absent."""
+
+    def __init__(self, tables: Sequence[str]):
+        self._tables = tuple(tables)
+
+    def setup(self) -> None:
+        self._missed = {t: Metrics.counter(NAMESPACE, f"join_missed.{t}") for t in self._tables}
+
+    def process(self, record: Impression, **side: dict[str, dict[str, Any]]) -> Iterator[Any]:
+        features = dict(record.features)  # Beam elements are immutable: build a new record
+        for table in self._tables:
+            row = side[table].get(features[SIDE_TABLE_KEYS[table]])
+            if row is not None:
+                features.update(row)
+            elif record.in_window:
+                self._missed[table].inc()
+                yield TaggedOutput(COUNTS, (C.JOIN_MISSED + table, 1))
+        yield record._replace(features=features)
+
+
+class BuildSequences(beam.DoFn):
+    def __init__(self, columns: Sequence[str], length: int):
+        self._columns = tuple(columns)
+        self._length = length
+
+    def process(self, element: tuple[str, Iterable[Impression]]) -> Iterator[tuple[Impression, tuple[Behaviour, ...]]]:
+        _, records = element
+        yield from build_sequences(records, self._columns, self._length)
+
+
+class EncodeExamples(beam.DoFn):
+    """Serialises batches of examples into the output of their split: by day folder when
+    ``eval_day`` is given, else by the ``threshold`` ts side input (one-day windows)."""
+
+    def __init__(self, config: FeatureConfig, eval_day: str | None):
+        self._config = config
+        self._eval_day = eval_day
+
+    def setup(self) -> None:
+        self._encoder = ExampleEncoder(self._config)
+        self._written = {s: Metrics.counter(NAMESPACE, f"examples.{s}") for s in SPLITS}
+
+    def process(self, batch: list[tuple[Impression, tuple[Behaviour, ...]]],
+                threshold: int | None = None) -> Iterator[Any]:
+        for (record, _), serialized in zip(batch, self._encoder.encode(batch)):
+            split = split_by_day(record, self._eval_day) if self._eval_day else split_by_ts(record, threshold)
+            self._written[split].inc()
+            yield TaggedOutput(split, serialized)
+
+
+def _count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
+    return pcoll | f"Count{label}" >> beam.combiners.Count.Globally() | f"Key{label}" >> beam.Map(lambda n: (key, n))
+
+
+def _write_counts(flat: dict[str, int], plan: IngestPlan, path: str) -> None:
+    with FileSystems.create(path) as fh:
+        fh.write(json.dumps(C.assemble(flat, plan), indent=2, sort_keys=True).encode())
+
+
+def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureConfig,
+                          examples_dir: str, quarantine_dir: str) -> None:
+    """Adds the ingestion of ``plan`` to ``p``: examples under ``examples_dir``, quarantine-*.jsonl
+    and counts.json under ``quarantine_dir``."""
+    tallies: list[beam.PCollection] = []
+    quarantines: list[beam.PCollection] = []
+
+    files = [(path, d.day.isoformat(), d.in_window) for d in plan.lookback + plan.window for path in d.files]
+    parsed = (p
+              | "ImpressionFiles" >> beam.Create(files)
+              | "SpreadFiles" >> beam.Reshuffle()
+              | "ParseImpressions" >> beam.ParDo(ParseImpressionFiles(config)).with_outputs(
+                  QUARANTINE, COUNTS, main="records"))
+    tallies.append(parsed[COUNTS])
+    quarantines.append(parsed[QUARANTINE])
+
+    side_inputs = {}
+    for table, path in plan.side_tables.items():
+        rows = (p
+                | f"{table}File" >> beam.Create([path])
+                | f"Parse_{table}" >> beam.ParDo(ParseSideTable(config, table)).with_outputs(
+                    QUARANTINE, COUNTS, main="rows"))
+        unique = (rows["rows"]
+                  | f"GroupKeys_{table}" >> beam.GroupByKey()
+                  | f"KeepFirst_{table}" >> beam.ParDo(KeepFirstRow(table)).with_outputs(
+                      QUARANTINE, COUNTS, main="unique"))
+        tallies += [rows[COUNTS], unique[COUNTS],
+                    _count(unique["unique"], C.side_key(table, C.ROWS), f"Rows_{table}")]
+        quarantines += [rows[QUARANTINE], unique[QUARANTINE]]
+        side_inputs[table] = beam.pvalue.AsDict(unique["unique"])
+
+    joined = parsed["records"] | "JoinSideTables" >> beam.ParDo(
+        JoinSideTables(list(plan.side_tables)), **side_inputs).with_outputs(COUNTS, main="joined")
+    tallies.append(joined[COUNTS])
+
+    with_sequences = (joined["joined"]
+                      | "KeyByUser" >> beam.Map(lambda r: (r.user_id, r))
+                      | "GroupByUser" >> beam.GroupByKey()
+                      | "BuildSequences" >> beam.ParDo(
+                          BuildSequences(config.sequence.columns, config.sequence.length))
+                      | "Batch" >> beam.BatchElements(min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH))
+
+    if len(plan.window) >= 2:
+        encoded = with_sequences | "Encode" >> beam.ParDo(
+            EncodeExamples(config, eval_day=plan.date.isoformat())).with_outputs(*SPLITS)
+    else:
+        threshold = (parsed["records"]
+                     | "WindowTs" >> beam.FlatMap(lambda r: [r.ts] if r.in_window else [])
+                     | "AllTs" >> beam.combiners.ToList()
+                     | "LastFifth" >> beam.Map(last_fifth_threshold))
+        encoded = with_sequences | "Encode" >> beam.ParDo(
+            EncodeExamples(config, eval_day=None), beam.pvalue.AsSingleton(threshold)).with_outputs(*SPLITS)
+
+    for split in (TRAIN, EVAL):
+        out = encoded[split]
+        tallies.append(_count(out, C.SPLIT + split, split.capitalize()))
+        _ = (out
+             | f"Shuffle{split.capitalize()}" >> beam.Reshuffle()
+             | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
+                 FileSystems.join(examples_dir, f"Split-{split}", EXAMPLE_FILE_PREFIX),
+                 file_name_suffix=".gz"))
+
+    quarantine = quarantines | "AllQuarantine" >> beam.Flatten()
+    tallies.append(_count(quarantine, C.QUARANTINE_RECORDS, "Quarantine"))
+    _ = (quarantine
+         | "QuarantineJson" >> beam.Map(lambda q: json.dumps(q, sort_keys=True))
+         | "WriteQuarantine" >> beam.io.WriteToText(
+             FileSystems.join(quarantine_dir, QUARANTINE_FILE_PREFIX), file_name_suffix=".jsonl"))
+
+    counts_path = FileSystems.join(quarantine_dir, COUNTS_FILE)
+    _ = (tallies
+         | "AllTallies" >> beam.Flatten()
+         | "SumTallies" >> beam.CombinePerKey(sum)
+         | "TallyDict" >> beam.combiners.ToDict()
+         | "WriteCounts" >> beam.Map(_write_counts, plan, counts_path))
+
+
+def _check_fresh(examples_dir: str, quarantine_dir: str) -> None:
+    # Stale shards of an earlier run would be read as part of this one: refuse rather than mix.
+    patterns = [FileSystems.join(examples_dir, "Split-*", "*"),
+                FileSystems.join(quarantine_dir, QUARANTINE_FILE_PREFIX + "-*"),
+                FileSystems.join(quarantine_dir, COUNTS_FILE)]
+    found = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    if found:
+        raise IngestError(f"output of an earlier run is in the way ({found[0]} ...); "
+                          "ingestion writes into fresh folders")
+
+
+def run_ingest(logs_dir: str, date: str, window_days: int, feature_config_path: str,
+               examples_dir: str, quarantine_dir: str, beam_pipeline_args: Sequence[str] = (),
+               *, make_pipeline: Callable[[], beam.Pipeline] | None = None) -> dict[str, Any]:
+    """Ingest the window ending on ``date`` and return the counts (also written to counts.json).
+
+    ``make_pipeline`` lets a TFX executor supply its own configured pipeline; otherwise one is
+    built from ``beam_pipeline_args`` (any runner: DirectRunner in_memory / multi_processing ...).
+    Raises IngestError when the inputs are unusable or the counts do not add up.
+    """
+    config = load_feature_config(feature_config_path)
+    plan = plan_ingest(logs_dir, parse_date(date), window_days, config)
+    _check_fresh(examples_dir, quarantine_dir)
+    _log.info("ingesting window %s (lookback %d days) from %s",
+              [d.day.isoformat() for d in plan.window], len(plan.lookback), logs_dir)
+    pipeline = make_pipeline() if make_pipeline else beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args)))
+    with pipeline as p:
+        build_ingest_pipeline(p, plan, config, examples_dir, quarantine_dir)
+    counts = read_counts(quarantine_dir)
+    C.check(counts)
+    _log.info("ingested %s: read %d, accepted %d, quarantined %d %s, splits %s", date, counts["read"],
+              counts["accepted"], counts["quarantined"], counts["reasons"], counts["splits"])
+    return counts
+
+
+def read_counts(quarantine_dir: str) -> dict[str, Any]:
+    with FileSystems.open(FileSystems.join(quarantine_dir, COUNTS_FILE)) as fh:
+        return json.loads(fh.read())

@@ -1,0 +1,43 @@
+"""Point-in-time behaviour sequences: for each impression, the user's last clicks strictly before it.
+
+Runs on one user's records (after a GroupByKey on user_id): sort by time, then one pass with a
+bounded deque of past clicks. Clicks come from every scenario, so the sequence is cross-scenario.
+"""
+from __future__ import annotations
+
+import collections
+from typing import Iterable, Iterator, Sequence
+
+from msrec.components.log_example_gen.records import Impression
+
+Behaviour = tuple[str, ...]  # one past click: the value of each sequence column, "" when unknown
+
+
+def behaviour(record: Impression, columns: Sequence[str]) -> Behaviour:
+    return tuple(record.features.get(c, "") for c in columns)
+
+
+def build_sequences(records: Iterable[Impression], columns: Sequence[str],
+                    length: int) -> Iterator[tuple[Impression, tuple[Behaviour, ...]]]:
+    """Yield (impression, behaviours) for each in-window impression of one user.
+
+    ``behaviours`` holds the user's last ``length`` clicks with ts strictly below the impression's,
+    most recent first. All records sharing a ts are emitted before any of their clicks enter the
+    history, so an impression never sees a click with ts >= its own (its own click included).
+    Ties in ts among clicks are ordered by (file, line_no) so the output is deterministic.
+    """
+    ordered = sorted(records, key=lambda r: (r.ts, r.file, r.line_no))
+    history: collections.deque[Behaviour] = collections.deque(maxlen=length)
+    start = 0
+    while start < len(ordered):
+        end = start
+        while end < len(ordered) and ordered[end].ts == ordered[start].ts:
+            end += 1
+        same_ts = ordered[start:end]
+        if any(r.in_window for r in same_ts):
+            snapshot = tuple(reversed(history))
+            for r in same_ts:
+                if r.in_window:
+                    yield r, snapshot
+        history.extend(behaviour(r, columns) for r in same_ts if r.click)
+        start = end

@@ -1,0 +1,108 @@
+"""The tf.Transform preprocessing_fn, generated from the feature config.
+
+One graph serves training and serving (it is embedded in the exported signatures), so every rule
+here is a serving rule too:
+
+* categorical: frequency vocabulary capped at ``top_k`` with ``oov_buckets`` hash buckets; index 0
+  is reserved for missing / padding (see msrec.schemas.feature_config). The behaviour sequence ``seq_<col>``
+  looks its values up in the vocabulary of ``<col>``.
+* ``scenario_id``: a *fixed* vocabulary (the workdir's append-only scenario registry, passed in
+  ``custom_config``) instead of a frequency one, so a scenario keeps its index, and its
+  per-scenario parameters, from one day to the next; an unseen scenario gets the OOV slot.
+* numeric: z-score; a missing value becomes the mean (0 after scaling).
+* ``fairness_coef`` (training only) passes through, 1.0 when absent.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import msrec  # noqa: F401
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, FeatureConfig
+
+SCENARIO_VOCAB_KEY = "scenario_vocabulary"
+FEATURE_CONFIG_KEY = "feature_config"
+
+
+def vocabulary_name(feature: str) -> str:
+    return f"vocab_{feature}"
+
+
+def dense_scalar(x: tf.Tensor | tf.SparseTensor, default: Any) -> tf.Tensor:
+    """A [B] dense tensor from a FixedLen [B] / [B,1] tensor or a VarLen (sparse) one."""
+    if isinstance(x, tf.SparseTensor):
+        x = tf.sparse.to_dense(tf.sparse.reset_shape(x, [x.dense_shape[0], 1]), default_value=default)
+    elif isinstance(x, tf.RaggedTensor):
+        x = x.to_tensor(default_value=default, shape=[None, 1])
+    return tf.reshape(x, [-1])
+
+
+def dense_sequence(x: tf.Tensor | tf.SparseTensor, length: int) -> tf.Tensor:
+    """A [B, length] string tensor, truncated or padded with ''."""
+    if isinstance(x, tf.SparseTensor):
+        x = tf.sparse.to_dense(x, default_value="")
+    elif isinstance(x, tf.RaggedTensor):
+        x = x.to_tensor(default_value="")
+    x = tf.reshape(x, [tf.shape(x)[0], -1])[:, :length]
+    pad = length - tf.shape(x)[1]
+    # The reshape gives the static [None, length] shape a FixedLen transformed feature needs.
+    return tf.reshape(tf.pad(x, [[0, 0], [0, pad]], constant_values=""), [-1, length])
+
+
+def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:
+    """Vocabulary index shifted by one so that 0 stays 'missing'; OOV hashes into its buckets."""
+    idx = tft.apply_vocabulary(values, vocab, num_oov_buckets=num_oov_buckets, default_value=0)
+    return tf.where(tf.equal(values, ""), tf.zeros_like(idx), idx + 1)
+
+
+def _scenario_index(values: tf.Tensor, vocabulary: list[str]) -> tf.Tensor:
+    """1 + position in the registry, len+1 (the OOV slot) when unknown, 0 when missing.
+
+    A comparison against the registry rather than a lookup table: a table built inside the
+    Transform graph is re-initialised on every serving call, and the registry is small."""
+    vocab = tf.constant(vocabulary, tf.string)
+    hits = tf.equal(tf.expand_dims(values, -1), vocab)
+    index = tf.argmax(tf.cast(hits, tf.int32), axis=-1, output_type=tf.int64) + 1
+    index = tf.where(tf.reduce_any(hits, axis=-1), index, tf.cast(len(vocabulary) + 1, tf.int64))
+    return tf.where(tf.equal(values, ""), tf.zeros_like(index), index)
+
+
+def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+    config = FeatureConfig.from_dict(custom_config[FEATURE_CONFIG_KEY])
+    scenario_vocab = list(custom_config[SCENARIO_VOCAB_KEY])
+    seq_len = config.sequence.length
+    outputs: dict[str, tf.Tensor] = {}
+    vocabs: dict[str, Any] = {}
+    for f in config.features:
+        if f.kind == "numeric":
+            x = tf.cast(dense_scalar(inputs[f.name], float("nan")), tf.float32)
+            missing = tf.math.is_nan(x)
+            x = tf.where(missing, tft.mean(tf.boolean_mask(x, tf.logical_not(missing))), x)
+            outputs[f.name] = tft.scale_to_z_score(x)
+            continue
+        x = tf.strings.as_string(inputs[f.name]) if _is_numeric(inputs[f.name]) else inputs[f.name]
+        x = dense_scalar(x, "")
+        if f.name == "scenario_id":
+            outputs[f.name] = _scenario_index(x, scenario_vocab)
+            continue
+        vocabs[f.name] = tft.vocabulary(
+            tf.boolean_mask(x, tf.not_equal(x, "")), top_k=f.top_k, vocab_filename=vocabulary_name(f.name))
+        outputs[f.name] = _index(x, vocabs[f.name], f.oov_buckets)
+    for col in config.sequence.columns:
+        name = SEQ_PREFIX + col
+        seq = dense_sequence(inputs[name], seq_len)
+        if col == "scenario_id":
+            outputs[name] = _scenario_index(seq, scenario_vocab)
+        else:
+            outputs[name] = _index(seq, vocabs[col], config.by_name[col].oov_buckets)
+    if LABEL in inputs:
+        outputs[LABEL] = tf.cast(dense_scalar(inputs[LABEL], 0), tf.int64)
+    if FAIRNESS_COEF in inputs:
+        outputs[FAIRNESS_COEF] = tf.cast(dense_scalar(inputs[FAIRNESS_COEF], 1.0), tf.float32)
+    return outputs
+
+
+def _is_numeric(x: Any) -> bool:
+    return x.dtype != tf.string

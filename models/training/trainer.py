@@ -1,0 +1,159 @@
+"""The TFX Trainer's run_fn: build the model chosen by name, train it on the transformed examples
+with the Fairness Coefficient as sample weight (when the model asks for it), warm start from the
+last blessed model, and export the serving SavedModel.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Mapping
+
+import msrec  # noqa: F401
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
+from msrec.models.training import export, warm_start
+from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
+from msrec.models.registry import build_model
+
+log = logging.getLogger(__name__)
+SPEC_FILE = "feature_spec.json"
+TRAINING_STATS = "training_stats.json"
+PRIOR_SMOOTHING = 100.0  # pseudo-samples at the overall click rate behind each scenario's prior
+
+
+class Throughput(tf.keras.callbacks.Callback):
+    """Training examples per second over the epochs (validation excluded). The first batch is left
+    out because it traces the graph; a partial last batch is counted as full, which overstates the
+    count by less than one batch per epoch."""
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__()
+        self._batch_size = batch_size
+        self.examples = 0
+        self.seconds = 0.0
+        self._start = 0.0
+        self._batch_start = 0.0
+        self._traced = False
+
+    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if not self._traced:
+            self._traced = True
+            return
+        self.seconds += time.perf_counter() - self._batch_start
+        self.examples += self._batch_size
+
+    def stats(self) -> dict[str, float]:
+        return {"examples": self.examples, "seconds": round(self.seconds, 3),
+                "examples_per_s": round(self.examples / self.seconds, 1) if self.seconds else 0.0}
+
+
+def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scenario_vocab: list[str]) -> FeatureSpec:
+    sizes = {n: tft_output.vocabulary_size_by_name(vocabulary_name(n)) for n in config.categorical
+             if n != "scenario_id"}
+    sizes["scenario_id"] = len(scenario_vocab)
+    return FeatureSpec.from_config(config, sizes)
+
+
+def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
+            shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """(features, label, sample_weight) batches from gzipped transformed examples."""
+    spec = tft_output.transformed_feature_spec()
+    ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def split(features: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+        features = dict(features)
+        label = tf.cast(features.pop(LABEL), tf.float32)
+        fc = features.get(FAIRNESS_COEF, tf.ones_like(label))
+        weight = fc if use_fc_weight else tf.ones_like(label)
+        return features, label, weight
+
+    return ds.map(split).prefetch(tf.data.AUTOTUNE)
+
+
+def _files(file_patterns: list[str]) -> list[str]:
+    files = sorted(f for p in file_patterns for f in tf.io.gfile.glob(p if "*" in p else os.path.join(p, "*")))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples under {file_patterns}")
+    return files
+
+
+def scenario_click_rates(file_patterns: list[str], tft_output: tft.TFTransformOutput, spec: FeatureSpec,
+                         smoothing: float = PRIOR_SMOOTHING) -> tuple[float, ...]:
+    """Click rate of each scenario index in the training data, shrunk toward the overall rate.
+
+    rate_s = (clicks_s + m * rate) / (samples_s + m) with m = ``smoothing`` pseudo-samples, so a
+    scenario seen a handful of times (or never: padding, OOV) starts at the overall rate."""
+    parsed = tft_output.transformed_feature_spec()
+    keys = {name: parsed[name] for name in (LABEL, spec.scenario_feature)}
+    ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    ds = ds.batch(16384).map(lambda b: tf.io.parse_example(b, keys), num_parallel_calls=tf.data.AUTOTUNE)
+    samples = np.zeros(spec.num_scenarios)
+    clicks = np.zeros(spec.num_scenarios)
+    for batch in ds.prefetch(tf.data.AUTOTUNE):
+        s = batch[spec.scenario_feature].numpy().reshape(-1)
+        if s.size and s.max() >= spec.num_scenarios:
+            raise ValueError(f"scenario index {s.max()} is outside the {spec.num_scenarios} the model has")
+        samples += np.bincount(s, minlength=spec.num_scenarios)
+        clicks += np.bincount(s, weights=batch[LABEL].numpy().reshape(-1), minlength=spec.num_scenarios)
+    if samples.sum() == 0:
+        raise ValueError(f"no training examples under {file_patterns}")
+    overall = float(np.clip(clicks.sum() / samples.sum(), 1e-4, 1 - 1e-4))
+    return tuple(float(r) for r in (clicks + smoothing * overall) / (samples + smoothing))
+
+
+def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output: tft.TFTransformOutput,
+               spec: FeatureSpec) -> dict[str, Any]:
+    """``hparams`` with ``prior_ctr`` from the training data, unless the user set it (``[]``: none)."""
+    if "prior_ctr" in hparams:
+        return dict(hparams)
+    start = time.perf_counter()
+    rates = scenario_click_rates(file_patterns, tft_output, spec)
+    log.info("Trainer: per-scenario click-rate prior from the training data in %.1fs (%.4f to %.4f)",
+             time.perf_counter() - start, min(rates), max(rates))
+    return {**hparams, "prior_ctr": rates}
+
+
+def run_fn(fn_args: Any) -> None:
+    """TFX Trainer entry point (GenericExecutor). custom_config carries model name and hparams."""
+    cfg: Mapping[str, Any] = fn_args.custom_config
+    config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
+    hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec)
+    batch_size = int(cfg.get("batch_size", 2048))
+    tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
+    model = build_model(cfg["model"], spec, hparams)
+    use_fc = bool(getattr(model, "fc_sample_weight", False))
+    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True)
+    evaluation = dataset(fn_args.eval_files, tft_output, batch_size, use_fc, shuffle=False)
+    model.compile(optimizer=tf.keras.optimizers.Adam(float(hparams.get("learning_rate", 1e-3))),
+                  loss=tf.keras.losses.BinaryCrossentropy(),
+                  weighted_metrics=[tf.keras.metrics.AUC(name="auc")])
+    model(next(iter(train))[0])  # build variables before warm start
+    if fn_args.base_model:
+        warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output)
+    else:
+        log.info("Trainer: no blessed model to warm start from; training from scratch")
+    throughput = Throughput(batch_size)
+    model.fit(train, validation_data=evaluation, epochs=int(cfg.get("epochs", 1)),
+              verbose=1 if sys.stdout.isatty() else 2,
+              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50), throughput])
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_STATS), "w") as fh:
+        json.dump({"model": cfg["model"], "params": int(model.count_params()), **throughput.stats()}, fh)
+    export.export(model, tft_output, config, fn_args.serving_model_dir, cfg["model"])
+    warm_start.save(model, spec, cfg["model"], fn_args.serving_model_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "assets.extra", SPEC_FILE), "w") as fh:
+        json.dump({"model": cfg["model"], "feature_spec": spec.to_dict(), "hparams": hparams}, fh)

@@ -1,0 +1,135 @@
+"""Assembly of the daily TFX pipeline (DESIGN §4)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import msrec  # noqa: F401
+from tfx import v1 as tfx
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+
+from msrec.components.anomaly_gate.component import AnomalyGate
+from msrec.components.fairness_gen.component import FairnessGen
+from msrec.components.log_example_gen.component import LogExampleGen
+from msrec.components.atomic_pusher.component import AtomicPusher
+from msrec.components.scenario_blessing.component import ScenarioBlessing
+from msrec.components.scenario_blessing.rule import BlessingRule
+from msrec.schemas import default_schema
+from msrec.schemas.feature_config import FeatureConfig
+from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
+from msrec.pipeline import evaluation
+
+
+
+@dataclasses.dataclass
+class DailyRun:
+    """Everything one day's pipeline needs."""
+
+    logs_dir: str
+    date: str
+    workdir: str
+    feature_config_path: str
+    feature_config: FeatureConfig
+    scenario_vocabulary: list[str]
+    model: str = "sarnet"
+    window: int = 2
+    epochs: int = 1
+    batch_size: int = 2048
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    auc_floor: float = 0.55
+    auc_delta: float = 0.01
+    min_slice_size: int = 1000
+    auc_noise_z: float = 1.0
+    seed: int = 0
+    schema_path: str = dataclasses.field(default_factory=default_schema)
+    beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)
+    # "validation" or "transform" ends the run there: benchmarks that only need the examples
+    stop_after: str = ""
+
+    @property
+    def pipeline_name(self) -> str:
+        return f"msrec_{self.model}"
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.workdir, "pipeline", self.model)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.workdir, "metadata.sqlite")
+
+    @property
+    def report_dir(self) -> str:
+        return os.path.join(self.workdir, "reports", self.date)
+
+    @property
+    def anomalies_path(self) -> str:
+        return os.path.join(self.report_dir, "anomalies.txt")
+
+    @property
+    def serving_dir(self) -> str:
+        return os.path.join(self.workdir, "serving", self.model)
+
+
+def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
+    example_gen = LogExampleGen(logs_dir=run.logs_dir, date=run.date, window_days=run.window,
+                                feature_config=run.feature_config_path)
+    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema = tfx.components.ImportSchemaGen(schema_file=run.schema_path)
+    validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], report_path=run.anomalies_path)
+    components: list[Any] = [example_gen, statistics, schema, validator, gate]
+    if run.stop_after == "validation":
+        return _pipeline(run, components)
+
+    blessed = tfx.dsl.Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model")
+    fairness = FairnessGen(examples=example_gen.outputs["examples"], model=blessed.outputs["model"])
+    fairness.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
+    transform_config = {FEATURE_CONFIG_KEY: run.feature_config.to_dict(),
+                        SCENARIO_VOCAB_KEY: list(run.scenario_vocabulary)}
+    transform = tfx.components.Transform(
+        examples=fairness.outputs["weighted_examples"], schema=schema.outputs["schema"],
+        preprocessing_fn="msrec.models.training.preprocessing.preprocessing_fn",
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        custom_config=transform_config,
+        disable_statistics=True)  # StatisticsGen already profiled the raw examples
+    if run.stop_after == "transform":
+        return _pipeline(run, components + [blessed, fairness, transform])
+    trainer = tfx.components.Trainer(
+        run_fn="msrec.models.training.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        base_model=blessed.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={**transform_config, "model": run.model, "hparams": dict(run.hparams),
+                       "epochs": run.epochs, "batch_size": run.batch_size, "seed": run.seed})
+    evaluator = tfx.components.Evaluator(
+        examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
+        baseline_model=blessed.outputs["model"], example_splits=["eval"],
+        eval_config=evaluation.eval_config())
+    blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
+                                baseline_model=blessed.outputs["model"],
+                                rule=BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,
+                                                  run.auc_noise_z))
+    pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["blessing"],
+                          base_directory=run.serving_dir)
+    components += [blessed, fairness, transform, trainer, evaluator, blessing, pusher]
+    return _pipeline(run, components)
+
+
+def _pipeline(run: DailyRun, components: list[Any]) -> tfx.dsl.Pipeline:
+    return tfx.dsl.Pipeline(
+        pipeline_name=run.pipeline_name,
+        pipeline_root=run.pipeline_root,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(run.metadata_path),
+        components=components,
+        enable_cache=False,
+        beam_pipeline_args=list(run.beam_pipeline_args),
+    )

@@ -1,0 +1,65 @@
+"""LogExampleGen as a TFX component: run by LocalDagRunner, read by StatisticsGen and ExampleValidator."""
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import glob
+import json
+import os
+from typing import Any
+
+from ml_metadata.metadata_store import metadata_store
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx import v1 as tfx
+
+from support.ingest import write_fixture
+from msrec.components.log_example_gen.component import LogExampleGen
+from msrec.schemas import default_schema
+
+DAYS = ["2026-11-01", "2026-11-02"]
+
+
+def _props(artifact: Any) -> dict[str, Any]:
+    def value(v: Any) -> Any:
+        return getattr(v, v.WhichOneof("value"))
+    return {**{k: value(v) for k, v in artifact.properties.items()},
+            **{k: value(v) for k, v in artifact.custom_properties.items()}}
+
+
+def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation(tmp_path: Any) -> None:
+    fx = write_fixture(str(tmp_path), DAYS, per_day=80)
+    gen = LogExampleGen(logs_dir=fx.logs, date=DAYS[-1], window_days=2, feature_config=fx.config_path)
+    stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"])
+    schema = tfx.components.ImportSchemaGen(schema_file=default_schema())
+    validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
+                                                schema=schema.outputs["schema"])
+    db = os.path.join(str(tmp_path), "metadata.sqlite")
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="ingest_test", pipeline_root=os.path.join(str(tmp_path), "root"),
+        components=[gen, stats, schema, validator],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+
+    store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
+    [examples] = store.get_artifacts_by_type("Examples")
+    [quarantine] = store.get_artifacts_by_type("msrec.Quarantine")
+    with open(os.path.join(quarantine.uri, "counts.json")) as fh:
+        counts = json.load(fh)
+    valid = sum(r.day == DAYS[1] for r in fx.rows) + sum(r.day == DAYS[0] for r in fx.rows)
+    p = _props(examples)
+    assert json.loads(p["split_names"]) == ["train", "eval"]
+    assert p["span"] == _props(quarantine)["span"] == 20759  # 2026-11-02, in days since 1970-01-01
+    assert p["payload_format"] == "FORMAT_TF_EXAMPLE" and p["file_format"] == "tfrecords_gzip"
+    assert p["accepted"] == counts["accepted"] == valid
+    assert p["quarantined"] == _props(quarantine)["quarantined"] == len(fx.bad)
+    assert p["num_train"] + p["num_eval"] == valid
+    for split in ("train", "eval"):
+        assert glob.glob(os.path.join(examples.uri, f"Split-{split}", "data_tfrecord-*.gz"))
+    lines = [json.loads(line) for path in glob.glob(os.path.join(quarantine.uri, "quarantine-*.jsonl"))
+             for line in open(path)]
+    assert {(q["file"], q["line_no"]) for q in lines} == set(fx.bad) | set(fx.bad_side)
+
+    [anomalies] = store.get_artifacts_by_type("ExampleAnomalies")
+    for split in ("train", "eval"):
+        with open(os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb"), "rb") as fh:
+            found = anomalies_pb2.Anomalies.FromString(fh.read())
+        assert not found.anomaly_info, found

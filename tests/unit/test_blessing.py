@@ -1,0 +1,83 @@
+"""The blessing rule: floors and no regression beyond delta, overall and in every scenario big
+enough to judge; the reason names what failed."""
+import math
+
+import pytest
+
+from msrec.components.scenario_blessing.rule import BlessingRule, decide
+from msrec.pipeline.report import relaimpr
+
+RULE = BlessingRule(auc_floor=0.6, auc_delta=0.01, min_slice_size=100)
+
+
+def metrics(overall: float, **scenarios: tuple[float, int]) -> dict:
+    return {"overall": {"auc": overall, "count": sum(n for _, n in scenarios.values())},
+            "per_scenario": {s: {"auc": a, "count": n} for s, (a, n) in scenarios.items()}}
+
+
+def test_blessed_when_every_gated_scenario_clears_the_floor_without_a_baseline():
+    ok, reason = decide(metrics(0.7, s01=(0.65, 500), s02=(0.62, 300)), None, RULE)
+    assert ok and "2 scenarios" in reason and "no blessed model yet" in reason
+
+
+def test_a_scenario_below_the_floor_fails_and_is_named():
+    ok, reason = decide(metrics(0.7, s01=(0.65, 500), s02=(0.58, 300)), None, RULE)
+    assert not ok and "scenario s02" in reason and "floor" in reason and "s01" not in reason
+
+
+def test_small_scenarios_are_reported_not_gated():
+    ok, _ = decide(metrics(0.7, s01=(0.65, 500), tiny=(0.40, 99)), None, RULE)
+    assert ok
+
+
+def test_regression_against_the_blessed_model_beyond_delta_fails():
+    base = metrics(0.7, s01=(0.70, 500))
+    assert decide(metrics(0.7, s01=(0.695, 500)), base, RULE)[0]  # within delta
+    ok, reason = decide(metrics(0.7, s01=(0.68, 500)), base, RULE)
+    assert not ok and "scenario s01" in reason and "blessed model" in reason
+
+
+def test_nan_auc_fails():
+    ok, reason = decide(metrics(math.nan, s01=(0.7, 500)), None, RULE)
+    assert not ok and "overall" in reason
+
+
+def test_relaimpr_matches_the_papers_definition():
+    assert relaimpr(0.6811, 0.6768) == pytest.approx(((0.1811 / 0.1768) - 1) * 100)
+    assert relaimpr(0.7, 0.7) == 0.0
+
+
+def with_labels(m: dict, rate: float) -> dict:
+    for row in [m["overall"], *m["per_scenario"].values()]:
+        row["mean_label"] = rate
+    return m
+
+
+def test_auc_standard_error_matches_hanley_mcneil_and_shrinks_with_data():
+    from msrec.components.scenario_blessing.rule import auc_standard_error
+
+    # A = 0.9 with 50 positives and 50 negatives, by hand: Q1 = 0.9/1.1, Q2 = 1.62/1.9,
+    # var = (0.09 + 49 (Q1 - 0.81) + 49 (Q2 - 0.81)) / 2500 = 0.0010319
+    assert auc_standard_error(0.9, 100, 0.5) == pytest.approx(0.032124, abs=1e-5)
+    small, big = auc_standard_error(0.7, 1_000, 0.03), auc_standard_error(0.7, 100_000, 0.03)
+    assert small == pytest.approx(10 * big, rel=0.05)  # 1 / sqrt(n)
+    assert auc_standard_error(0.7, 1_000, math.nan) == 0.0
+
+
+def test_a_scenario_drop_inside_sampling_noise_passes_and_a_clear_one_fails():
+    rule = BlessingRule(auc_floor=0.5, auc_delta=0.01, min_slice_size=100, noise_z=1.0)
+    base = with_labels(metrics(0.70, s01=(0.65, 1_000), s02=(0.70, 100_000)), 0.02)
+    # 20 clicks in s01: an AUC standard error of about 0.05, so a 0.04 drop is noise
+    ok, reason = decide(with_labels(metrics(0.70, s01=(0.61, 1_000), s02=(0.70, 100_000)), 0.02), base, rule)
+    assert ok, reason
+    ok, reason = decide(with_labels(metrics(0.70, s01=(0.65, 1_000), s02=(0.68, 100_000)), 0.02), base, rule)
+    assert not ok and "scenario s02" in reason and "sampling noise" in reason and "s01" not in reason
+    strict = BlessingRule(auc_floor=0.5, auc_delta=0.01, min_slice_size=100, noise_z=0.0)
+    assert not decide(with_labels(metrics(0.70, s01=(0.61, 1_000), s02=(0.70, 100_000)), 0.02), base, strict)[0]
+
+
+def test_the_overall_slice_keeps_the_strict_delta():
+    rule = BlessingRule(auc_floor=0.5, auc_delta=0.01, min_slice_size=100, noise_z=3.0)
+    base = with_labels(metrics(0.70, s01=(0.70, 500)), 0.02)
+    ok, reason = decide(with_labels(metrics(0.685, s01=(0.70, 500)), 0.02), base, rule)
+    assert not ok and reason.startswith("overall")

@@ -1,0 +1,373 @@
+"""Ingestion: quarantine, side-table joins, point-in-time sequences, temporal splits, schema."""
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import collections
+import dataclasses
+import datetime as dt
+import glob
+import gzip
+import json
+import os
+from typing import Any
+
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from support.ingest import (DAY_MS, MISSING_ITEM, MISSING_SCENARIO, MISSING_USER, FEATURE_CONFIG, Fixture, day_ms,
+                            expected_sequence, write_fixture)
+from msrec.data.generator import generate
+from msrec.schemas import default_schema
+from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, load_feature_config
+from msrec.components.log_example_gen.beam_ingest import run_ingest
+from msrec.components.log_example_gen.examples import ExampleEncoder
+from msrec.components.log_example_gen.layout import IngestError, plan_ingest
+from msrec.components.log_example_gen.records import Impression, ImpressionParser
+from msrec.components.log_example_gen.sequences import build_sequences
+from msrec.components.log_example_gen.splits import last_fifth_threshold
+
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+SEQ_COLUMNS = ("item_id", "category", "brand", "scenario_id", "scenario_type")
+SCHEMA = default_schema()
+
+
+@dataclasses.dataclass
+class Run:
+    fx: Fixture
+    counts: dict[str, Any]
+    examples: dict[str, list[dict[str, list]]]  # split -> parsed examples
+    quarantine: list[dict[str, Any]]
+    examples_dir: str
+
+    def all_examples(self) -> list[dict[str, list]]:
+        return self.examples["train"] + self.examples["eval"]
+
+
+def _values(feature: tf.train.Feature) -> list:
+    kind = feature.WhichOneof("kind")
+    values = list(getattr(feature, kind).value) if kind else []
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+def read_examples(examples_dir: str) -> dict[str, list[dict[str, list]]]:
+    out = {}
+    for split in ("train", "eval"):
+        files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "data_tfrecord-*.gz")))
+        assert files, f"no files in Split-{split}"
+        out[split] = [{k: _values(v) for k, v in tf.train.Example.FromString(r.numpy()).features.feature.items()}
+                      for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+    return out
+
+
+def ingest(fx: Fixture, root: str, date: str, window: int, beam_args: tuple[str, ...] = ()) -> Run:
+    examples_dir, quarantine_dir = os.path.join(root, "examples"), os.path.join(root, "quarantine")
+    counts = run_ingest(fx.logs, date, window, fx.config_path, examples_dir, quarantine_dir,
+                        beam_pipeline_args=beam_args)
+    quarantine = []
+    for path in glob.glob(os.path.join(quarantine_dir, "quarantine-*.jsonl")):
+        with open(path) as fh:
+            quarantine += [json.loads(line) for line in fh]
+    with open(os.path.join(quarantine_dir, "counts.json")) as fh:
+        assert json.load(fh) == counts
+    return Run(fx, counts, read_examples(examples_dir), quarantine, examples_dir)
+
+
+@pytest.fixture(scope="module")
+def two_day(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Window 11-02..11-03, with 11-01 as lookback."""
+    root = str(tmp_path_factory.mktemp("two_day"))
+    return ingest(write_fixture(root, DAYS), root, DAYS[-1], 2)
+
+
+def seq(example: dict[str, list]) -> list[tuple[str, ...]]:
+    lists = [example["seq_" + c] for c in SEQ_COLUMNS]
+    assert len({len(v) for v in lists}) == 1, "seq_ lists of one example differ in length"
+    return list(zip(*lists))
+
+
+def rows_by_impression(fx: Fixture) -> dict[str, Any]:
+    return {r.fields["impression_id"]: r for r in fx.rows}
+
+
+# ---- parsing, one rule at a time ------------------------------------------------------------------
+
+def test_parser_normalises_a_valid_line() -> None:
+    parser = ImpressionParser(load_feature_config(FEATURE_CONFIG))
+    day = dt.date(2026, 11, 2)
+    line = {"ts": day_ms("2026-11-02") + 5, "user_id": "u1", "item_id": "i1", "scenario_id": "s1", "click": 1,
+            "position": 3, "hour": 7, "device": "ios", "impression_id": 12, "extra": {"ignored": True}}
+    rec = parser.parse(json.dumps(line).encode(), file="f", line_no=4, day=day, in_window=True)
+    assert isinstance(rec, Impression)
+    assert rec.features == {"user_id": "u1", "item_id": "i1", "scenario_id": "s1", "position": 3.0,
+                            "hour": "7", "device": "ios"}
+    assert rec.passthrough == {"impression_id": "12"}
+    assert (rec.ts, rec.click, rec.day, rec.line_no) == (line["ts"], 1, "2026-11-02", 4)
+
+
+def test_parser_quarantines_each_kind_of_bad_line(tmp_path: Any) -> None:
+    fx = write_fixture(str(tmp_path), ["2026-11-02"], per_day=5)
+    parser = ImpressionParser(load_feature_config(fx.config_path))
+    day = dt.date(2026, 11, 2)
+    seen = collections.Counter()
+    for (path, line_no), reason in fx.bad.items():
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+            raw = fh.read().split(b"\n")[line_no - 1]
+        q = parser.parse(raw, file=path, line_no=line_no, day=day, in_window=True)
+        assert isinstance(q, dict) and q["reason"] == reason, (raw, q)
+        assert (q["file"], q["line_no"]) == (path, line_no) and q["detail"]
+        seen[reason] += 1
+    assert set(seen) == {"bad_json", "undecodable_bytes", "not_an_object", "missing_field", "bad_type",
+                         "bad_click", "bad_ts"}
+
+
+def test_quarantine_raw_is_truncated_and_escaped() -> None:
+    parser = ImpressionParser(load_feature_config(FEATURE_CONFIG))
+    raw = b'{"user_id": "\xff' + b"x" * 1000
+    q = parser.parse(raw, file="f", line_no=1, day=dt.date(2026, 11, 2), in_window=True)
+    assert q["reason"] == "undecodable_bytes"
+    assert q["raw"].startswith('{"user_id": "\\xff') and len(q["raw"]) == 500
+
+
+# ---- sequences and splits as pure functions -------------------------------------------------------
+
+def _rec(ts: int, click: int, item: str, in_window: bool = True, line_no: int = 0) -> Impression:
+    return Impression(ts=ts, user_id="u", click=click, features={"item_id": item}, passthrough={},
+                      day="2026-11-02", in_window=in_window, file="f", line_no=line_no)
+
+
+def test_build_sequences_is_strictly_before_bounded_and_newest_first() -> None:
+    records = [_rec(10, 1, "a", in_window=False), _rec(20, 1, "b"), _rec(30, 0, "c"), _rec(30, 1, "d", line_no=1),
+               _rec(40, 1, "e"), _rec(50, 0, "f")]
+    out = {r.features["item_id"]: [b[0] for b in beh] for r, beh in build_sequences(records[::-1], ["item_id"], 2)}
+    assert out == {"b": ["a"], "c": ["b", "a"], "d": ["b", "a"], "e": ["d", "b"], "f": ["e", "d"]}
+
+
+def test_last_fifth_threshold_keeps_ties_in_train() -> None:
+    assert last_fifth_threshold(range(1, 11)) == 8  # eval = {9, 10}
+    assert last_fifth_threshold([5, 1, 3, 3, 3]) == 3  # ties at the cut: eval is empty
+    assert last_fifth_threshold([]) is None
+
+
+def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out() -> None:
+    config = FeatureConfig(
+        features=(Feature("user_id", "impression", "user", "categorical"),
+                  Feature("item_id", "impression", "item", "categorical"),
+                  Feature("scenario_id", "impression", "scenario", "categorical"),
+                  Feature("position", "impression", "context", "numeric"),
+                  Feature("tags", "items", "item", "multi"),
+                  Feature("gender", "users", "user", "categorical")),
+        sequence=SequenceConfig(length=3, item_features=("item_id",), scenario_features=("scenario_id",)),
+        passthrough=("impression_id",))
+    base = {"user_id": "u1", "item_id": "i1", "scenario_id": "s1", "position": 2.5}
+    records = [
+        (Impression(100, "u1", 1, {**base, "tags": ["a", "b"], "gender": "f"}, {"impression_id": "x"},
+                    "2026-11-02", True, "f", 1), (("i9", "s2"), ("i8", "s1"))),
+        (Impression(200, "u1", 0, dict(base), {}, "2026-11-03", True, "f", 2), ()),
+        (Impression(300, "u1", 0, {**base, "gender": "m"}, {"impression_id": "z"}, "2026-11-03", True, "f", 3),
+         (("i7", "s3"),)),
+    ]
+
+    def expected(rec: Impression, behaviours: tuple) -> tf.train.Example:
+        ex = tf.train.Example()
+        f = ex.features.feature
+        for name in ("user_id", "item_id", "scenario_id", "gender"):
+            if name in rec.features:
+                f[name].bytes_list.value.append(rec.features[name].encode())
+        f["position"].float_list.value.append(rec.features["position"])
+        if "tags" in rec.features:
+            f["tags"].bytes_list.value.extend(t.encode() for t in rec.features["tags"])
+        if rec.passthrough:
+            f["impression_id"].bytes_list.value.append(rec.passthrough["impression_id"].encode())
+        f["ts"].int64_list.value.append(rec.ts)
+        f["click"].int64_list.value.append(rec.click)
+        f["date"].bytes_list.value.append(rec.day.encode())
+        for k, name in enumerate(("seq_item_id", "seq_scenario_id")):
+            f[name].bytes_list.SetInParent()
+            f[name].bytes_list.value.extend(b[k].encode() for b in behaviours)
+        return ex
+
+    encoded = ExampleEncoder(config).encode(records)
+    assert [tf.train.Example.FromString(s) for s in encoded] == [expected(r, b) for r, b in records]
+    assert "seq_item_id" in tf.train.Example.FromString(encoded[1]).features.feature  # present, empty
+
+
+# ---- the day plan ------------------------------------------------------------------------------------
+
+def _touch_days(root: str, days: list[str]) -> str:
+    for d in days + ["not-a-date"]:
+        os.makedirs(os.path.join(root, d))
+        open(os.path.join(root, d, "impressions-0.jsonl"), "w").close()
+    for t in ("users", "items", "scenarios"):
+        open(os.path.join(root, f"{t}.jsonl"), "w").close()
+    return root
+
+
+def test_plan_errors_name_the_missing_day(tmp_path: Any) -> None:
+    config = load_feature_config(FEATURE_CONFIG)
+    logs = _touch_days(str(tmp_path), ["2026-10-31", "2026-11-01", "2026-11-03"])
+    with pytest.raises(IngestError, match="2026-11-02"):
+        plan_ingest(logs, dt.date(2026, 11, 3), 3, config)
+    with pytest.raises(IngestError, match="2026-11-04"):
+        plan_ingest(logs, dt.date(2026, 11, 4), 1, config)
+    plan = plan_ingest(logs, dt.date(2026, 11, 1), 4, config)  # clipped to the first day of the logs
+    assert [d.day.isoformat() for d in plan.window] == ["2026-10-31", "2026-11-01"]
+    assert plan.lookback == ()
+    plan = plan_ingest(logs, dt.date(2026, 11, 3), 1, config)
+    assert [d.day.isoformat() for d in plan.lookback] == ["2026-10-31", "2026-11-01"]
+    os.remove(os.path.join(logs, "items.jsonl"))
+    with pytest.raises(IngestError, match="items.jsonl"):
+        plan_ingest(logs, dt.date(2026, 11, 3), 1, config)
+
+
+# ---- the Beam pipeline on the fixture ----------------------------------------------------------------
+
+def test_every_line_is_accepted_or_quarantined_with_its_reason(two_day: Run) -> None:
+    fx, c = two_day.fx, two_day.counts
+    window = set(c["window"])
+    assert c["window"] == DAYS[1:] and c["lookback"] == DAYS[:1]
+    valid = [r for r in fx.rows if r.day in window]
+    bad = {k: v for k, v in fx.bad.items() if os.path.basename(os.path.dirname(k[0])) in window}
+    assert c["read"] == c["accepted"] + c["quarantined"] == len(valid) + len(bad)
+    assert c["accepted"] == len(valid) == len(two_day.all_examples())
+    assert c["reasons"] == dict(collections.Counter(bad.values()))
+    got = {(q["file"], q["line_no"]): q["reason"] for q in two_day.quarantine}
+    assert got == {**bad, **fx.bad_side}
+    assert len(two_day.quarantine) == c["quarantine_records"] == len(bad) + len(fx.bad_side)
+    lookback_bad = len(fx.bad) - len(bad)
+    assert c["lookback_quarantined"] == lookback_bad > 0
+    assert c["lookback_read"] == lookback_bad + sum(r.day == DAYS[0] for r in fx.rows)
+    assert c["side_tables"]["users"]["reasons"]["duplicate_key"] == 1
+    assert c["side_tables"]["users"]["rows"] == len(fx.users)
+
+
+def test_sequences_are_point_in_time_and_match_brute_force(two_day: Run) -> None:
+    rows = rows_by_impression(two_day.fx)
+    days_read = set(DAYS)
+    lengths = []
+    for ex in two_day.all_examples():
+        row = rows[ex["impression_id"][0]]
+        assert seq(ex) == expected_sequence(two_day.fx, row, days_read), ex["impression_id"]
+        lengths.append(len(seq(ex)))
+    assert max(lengths) == two_day.fx.seq_length and min(lengths) == 0  # truncated and empty both occur
+    # The three impressions of u0 at one ms see the same history: none sees the others' clicks.
+    for day in DAYS[1:]:
+        ties = [ex for ex in two_day.all_examples() if ex["impression_id"][0].startswith(f"{day}-tie")]
+        assert len(ties) == 3 and len({tuple(seq(ex)) for ex in ties}) == 1
+        assert ties[0]["ts"][0] == day_ms(day) + DAY_MS // 2
+
+
+def test_sequences_cross_scenarios(two_day: Run) -> None:
+    other = [ex for ex in two_day.all_examples() if any(b[3] != ex["scenario_id"][0] for b in seq(ex))]
+    assert other
+    assert max(len({b[3] for b in seq(ex)}) for ex in two_day.all_examples()) >= 3
+
+
+def test_lookback_clicks_reach_the_first_window_impressions(two_day: Run) -> None:
+    fx, rows = two_day.fx, rows_by_impression(two_day.fx)
+    first: dict[str, dict] = {}
+    for ex in two_day.all_examples():
+        user = ex["user_id"][0]
+        if user not in first or ex["ts"][0] < first[user]["ts"][0]:
+            first[user] = ex
+    checked = 0
+    for user, ex in first.items():
+        lookback_only = expected_sequence(fx, rows[ex["impression_id"][0]], {DAYS[0]})
+        if lookback_only:
+            assert seq(ex) == lookback_only
+            checked += 1
+    assert checked >= 10
+
+
+def test_two_day_window_evaluates_on_the_newest_day(two_day: Run) -> None:
+    assert {ex["date"][0] for ex in two_day.examples["eval"]} == {DAYS[2]}
+    assert {ex["date"][0] for ex in two_day.examples["train"]} == {DAYS[1]}
+    assert two_day.counts["splits"] == {"train": sum(r.day == DAYS[1] for r in two_day.fx.rows),
+                                        "eval": sum(r.day == DAYS[2] for r in two_day.fx.rows)}
+
+
+def test_missing_side_table_ids_leave_features_absent(two_day: Run) -> None:
+    fx, examples = two_day.fx, two_day.all_examples()
+    expected_missed = {"users": ("user_id", MISSING_USER), "items": ("item_id", MISSING_ITEM),
+                       "scenarios": ("scenario_id", MISSING_SCENARIO)}
+    absent = {"users": {"gender", "age_bucket", "city", "is_new_user"},
+              "items": {"category", "brand", "price_bucket"}, "scenarios": {"scenario_type", "theme"}}
+    for table, (key, missing_id) in expected_missed.items():
+        hit = [ex for ex in examples if ex[key] == [missing_id]]
+        assert hit and two_day.counts["join_missed"][table] == len(hit)
+        assert all(not absent[table] & ex.keys() for ex in hit)
+        assert all(absent[table] <= ex.keys() for ex in examples if ex[key] != [missing_id])
+    # Their lines are accepted, not quarantined: every one of them has its example.
+    ids = {ex["impression_id"][0] for ex in examples}
+    with_missing = [r for r in fx.rows if r.day in DAYS[1:] and {MISSING_USER, MISSING_ITEM, MISSING_SCENARIO}
+                    & {r.fields["user_id"], r.fields["item_id"], r.fields["scenario_id"]}]
+    assert with_missing and all(r.fields["impression_id"] in ids for r in with_missing)
+    u1 = next(ex for ex in examples if ex["user_id"] == ["u1"])
+    assert (u1["gender"], u1["age_bucket"], u1["is_new_user"]) == (["m"], ["1"], ["false"])  # first row wins
+    assert all(isinstance(ex["position"][0], float) and len(ex["click"]) == 1 for ex in examples)
+
+
+def test_one_day_window_multi_processing_evaluates_on_the_last_fifth(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    fx = write_fixture(root, DAYS[1:], per_day=150, seed=11)
+    run = ingest(fx, root, DAYS[2], 1, ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
+    day_rows = sorted((r for r in fx.rows if r.day == DAYS[2]), key=lambda r: r.fields["ts"])
+    cut = day_rows[-(-4 * len(day_rows) // 5) - 1].fields["ts"]
+    assert run.counts["window"] == [DAYS[2]] and run.counts["lookback"] == [DAYS[1]]
+    eval_ids = {ex["impression_id"][0] for ex in run.examples["eval"]}
+    assert eval_ids == {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > cut}
+    assert len(eval_ids) == len(day_rows) // 5
+    assert {ex["date"][0] for ex in run.all_examples()} == {DAYS[2]}
+    rows = rows_by_impression(fx)
+    for ex in run.all_examples():
+        assert seq(ex) == expected_sequence(fx, rows[ex["impression_id"][0]], set(DAYS[1:]))
+
+
+def test_generated_logs_ingest_exactly_and_validate_against_the_curated_schema(tmp_path: Any) -> None:
+    data = generate(tmp_path / "gen", days=2, impressions_per_day=3000, corrupt_fraction=0.02, progress=False)
+    examples_dir = str(tmp_path / "examples")
+    counts = run_ingest(str(data.logs_dir), data.dates[-1], 2, str(data.feature_config), examples_dir,
+                        str(tmp_path / "quarantine"))
+    with open(data.truth_dir / "corruptions.json") as fh:
+        assert counts["reasons"] == json.load(fh)
+    assert counts["read"] == 6000 and counts["accepted"] == 6000 - counts["quarantined"]
+    truth_ids = {}
+    for day in data.dates:
+        with open(data.truth_dir / "probabilities" / f"{day}.csv") as fh:
+            truth_ids[day] = {line.split(",")[0] for line in list(fh)[1:]}
+    examples = read_examples(examples_dir)
+    assert {ex["impression_id"][0] for ex in examples["train"]} == truth_ids[data.dates[0]]
+    assert {ex["impression_id"][0] for ex in examples["eval"]} == truth_ids[data.dates[1]]
+
+    # Point in time on real traffic, where a slate's impressions share one ts: brute force.
+    clicks = collections.defaultdict(list)
+    for path in sorted(glob.glob(str(data.logs_dir / "*" / "impressions-*.jsonl"))):
+        valid_ids = truth_ids[os.path.basename(os.path.dirname(path))]
+        with open(path, "rb") as fh:
+            for line_no, raw in enumerate(fh, start=1):
+                try:
+                    r = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(r, dict) and r.get("impression_id") in valid_ids and r["click"] == 1:
+                    clicks[r["user_id"]].append((r["ts"], path, line_no, r["item_id"], r["scenario_id"]))
+    length = load_feature_config(data.feature_config).sequence.length
+    nonempty = 0
+    for ex in examples["train"] + examples["eval"]:
+        before = sorted(c for c in clicks[ex["user_id"][0]] if c[0] < ex["ts"][0])[::-1][:length]
+        assert list(zip(ex["seq_item_id"], ex["seq_scenario_id"])) == [(c[3], c[4]) for c in before]
+        nonempty += bool(before)
+    assert nonempty > 100
+
+    schema = text_format.Parse(open(SCHEMA).read(), schema_pb2.Schema())
+    stats = tfdv.generate_statistics_from_tfrecord(os.path.join(examples_dir, "Split-*", "*.gz"))
+    anomalies = tfdv.validate_statistics(stats, schema, environment="TRAINING")
+    assert not anomalies.anomaly_info, anomalies
+    # Serving requests carry no label: the same data without `click` is valid in SERVING only.
+    features = stats.datasets[0].features
+    for i in reversed(range(len(features))):
+        if features[i].path.step[0] in ("click", "date", "impression_id"):
+            del features[i]
+    assert not tfdv.validate_statistics(stats, schema, environment="SERVING").anomaly_info
+    assert "click" in tfdv.validate_statistics(stats, schema, environment="TRAINING").anomaly_info

@@ -1,0 +1,33 @@
+"""The Transform rules that also run at serving time: scenario index, padding, missing values."""
+import numpy as np
+import tensorflow as tf
+
+import msrec  # noqa: F401
+from msrec.models.training.preprocessing import _scenario_index, dense_scalar, dense_sequence
+
+
+def test_scenario_index_is_stable_with_an_oov_slot_and_zero_for_missing():
+    registry = ["s00", "s01", "s02"]
+    got = _scenario_index(tf.constant(["s02", "", "s99", "s00"]), registry).numpy()
+    np.testing.assert_array_equal(got, [3, 0, 4, 1])
+    # The same registry grown by one keeps every old index: per-scenario parameters stay put.
+    np.testing.assert_array_equal(_scenario_index(tf.constant(["s02", "s00"]), registry + ["s03"]).numpy(), [3, 1])
+
+
+def test_scenario_index_of_a_sequence_keeps_its_shape():
+    got = _scenario_index(tf.constant([["s01", "s00", ""], ["zz", "", ""]]), ["s00", "s01"]).numpy()
+    np.testing.assert_array_equal(got, [[2, 1, 0], [3, 0, 0]])
+
+
+def test_sequences_are_truncated_or_padded_to_a_static_length():
+    ragged = tf.sparse.from_dense(tf.constant([["a", "b", "c"], ["d", "", ""]]))
+    out = dense_sequence(ragged, 2)
+    assert out.shape[1] == 2
+    np.testing.assert_array_equal(out.numpy(), [[b"a", b"b"], [b"d", b""]])
+    np.testing.assert_array_equal(dense_sequence(tf.constant([["a"]]), 3).numpy(), [[b"a", b"", b""]])
+
+
+def test_missing_scalar_values_get_the_default():
+    sparse = tf.SparseTensor(indices=[[0, 0], [2, 0]], values=["x", "z"], dense_shape=[3, 1])
+    np.testing.assert_array_equal(dense_scalar(sparse, "").numpy(), [b"x", b"", b"z"])
+    np.testing.assert_array_equal(dense_scalar(tf.constant([[1.5], [2.0]]), 0.0).numpy(), [1.5, 2.0])

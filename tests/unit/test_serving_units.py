@@ -1,0 +1,205 @@
+"""Serving pieces without a server: tensor coding and checks, models.config, deploy/ files."""
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from google.protobuf import text_format
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from msrec.serving import tfs_protos
+from msrec.serving.config import (config_from_flags, desired_versions, load_model_server_config,
+                                  parse_model_server_config)
+from msrec.serving.errors import ConfigError, InvalidArgument
+from msrec.serving.tensors import InputSpec, check_request_tensors, to_ndarray, to_tensor_proto
+from support.serving import REPO
+
+DEPLOY = REPO / "deploy"
+
+
+# ---- tensors ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("array", [
+    np.array([0.5, -1.25, 3.0], np.float32),
+    np.array([[1, 2], [3, 4]], np.int64),
+    np.array([True, False]),
+    np.array([[b"a", b""], [b"\xff\x00", b"ccc"]], dtype=object),
+    np.array(["caf\u00e9", "x"]),
+    np.zeros((0, 3), np.float32),
+])
+def test_arrays_round_trip_through_tensor_proto(array):
+    proto = to_tensor_proto(array)
+    decoded = to_ndarray(tensor_pb2.TensorProto.FromString(proto.SerializeToString()))
+    expected = np.char.encode(array, "utf-8").astype(object) if array.dtype.kind == "U" else array
+    assert decoded.shape == array.shape
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_tensor_content_is_decoded_in_bulk():
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=values.tobytes())
+    proto.tensor_shape.dim.add(size=2)
+    proto.tensor_shape.dim.add(size=3)
+    np.testing.assert_array_equal(to_ndarray(proto), values)
+
+
+def test_a_single_value_is_broadcast_and_a_wrong_count_refused():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"web"])
+    proto.tensor_shape.dim.add(size=3)
+    assert to_ndarray(proto).tolist() == [b"web"] * 3
+    proto.string_val.append(b"ios")
+    with pytest.raises(InvalidArgument, match=r"'device': shape \[3\] needs 3 values but the tensor holds 2"):
+        to_ndarray(proto, "device")
+
+
+def test_unsupported_dtype_is_named():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_COMPLEX64)
+    with pytest.raises(InvalidArgument, match="DT_COMPLEX64 is not supported"):
+        to_ndarray(proto, "x")
+
+
+SPECS = {"user_id": InputSpec("user_id", types_pb2.DT_STRING, (None,)),
+         "position": InputSpec("position", types_pb2.DT_FLOAT, (None,)),
+         "seq_item_id": InputSpec("seq_item_id", types_pb2.DT_STRING, (None, None)),
+         "embedding": InputSpec("embedding", types_pb2.DT_FLOAT, (None, 4))}
+
+
+def _request(n=3, **override):
+    arrays = {"user_id": np.array([b"u"] * n, dtype=object), "position": np.ones(n, np.float32),
+              "seq_item_id": np.full((n, 2), b"i", dtype=object), "embedding": np.zeros((n, 4), np.float32)}
+    arrays.update(override)
+    return {k: to_tensor_proto(v) for k, v in arrays.items()}
+
+
+def test_a_well_formed_request_passes_the_checks():
+    check_request_tensors(_request(), SPECS, "serving_default", max_batch=3)
+
+
+@pytest.mark.parametrize("request_, message", [
+    (_request(embedding=np.zeros((3, 5), np.float32)), r"'embedding' has shape \[3, 5\]; dimension 1 must be 4"),
+    (_request(4), r"holds 4 candidates; this server accepts at most 3 per request \(--max_candidates\)"),
+    (_request(position=np.ones(3, np.float64)), "'position' has dtype DT_DOUBLE; .* expects position: DT_FLOAT"),
+])
+def test_request_checks_say_what_is_wrong(request_, message):
+    with pytest.raises(InvalidArgument, match=message):
+        check_request_tensors(request_, SPECS, "serving_default", max_batch=3)
+
+
+# ---- models.config -----------------------------------------------------------------------------
+
+def _model(policy: str = ""):
+    return parse_model_server_config(
+        f'model_config_list {{ config {{ name: "m" base_path: "/b" {policy} }} }}').model_config_list.config[0]
+
+
+@pytest.mark.parametrize("policy, wanted", [
+    ("", {9}),
+    ("model_version_policy { latest { num_versions: 2 } }", {7, 9}),
+    ("model_version_policy { all {} }", {1, 7, 9}),
+    ("model_version_policy { specific { versions: 1 versions: 5 } }", {1}),
+])
+def test_version_policies_pick_from_the_versions_on_disk(policy, wanted):
+    assert desired_versions(_model(policy), [7, 1, 9]) == wanted
+
+
+@pytest.mark.parametrize("text, message", [
+    ('model_config_list { config { base_path: "/b" } }', "'name' is required"),
+    ('model_config_list { config { name: "m" } }', "'base_path' is required"),
+    ('model_config_list { config { name: "m" base_path: "/a" } config { name: "m" base_path: "/b" } }',
+     "appears twice"),
+    ('model_config_list { config { name: "m" base_path: "/b" model_platform: "pytorch" } }',
+     "model_platform 'pytorch' is not served"),
+    ('model_config_list { config { name: "m" base_path: "/b" model_version_policy { specific {} } } }',
+     "needs at least one version"),
+    ('model_config_list { config { name: "m" base_path: "/b" '
+     'model_version_policy { specific { versions: 1 } } version_labels { key: "x" value: 2 } } }',
+     "label 'x' points to version 2"),
+    ('custom_model_config {}', "needs a model_config_list"),
+    ('model_config_list { config { nme: "m" } }', "not a ModelServerConfig in text format"),
+])
+def test_bad_model_configs_name_the_problem(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_model_server_config(text)
+
+
+def test_flags_stand_for_a_one_model_config():
+    config = config_from_flags("sarnet", "/srv/sarnet", None)
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("sarnet", "/srv/sarnet", "tensorflow")
+    assert config_from_flags(None, "/srv/x", None).model_config_list.config[0].name == "default"
+    with pytest.raises(ConfigError, match="nothing to serve"):
+        config_from_flags(None, None, None)
+    with pytest.raises(ConfigError, match="not both"):
+        config_from_flags("m", "/b", str(DEPLOY / "models.config"))
+
+
+# ---- deploy/ -----------------------------------------------------------------------------------
+
+def test_deploy_models_config_is_a_model_server_config():
+    config = load_model_server_config(DEPLOY / "models.config")
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("sarnet", "/models/sarnet", "tensorflow")
+    assert model.model_version_policy.latest.num_versions == 1
+
+
+def test_deploy_monitoring_and_batching_parse_with_tf_serving_messages():
+    monitoring = tfs_protos.parse_text((DEPLOY / "monitoring.config").read_text(), tfs_protos.MonitoringConfig)
+    assert monitoring.prometheus_config.enable
+    assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+    batching = tfs_protos.parse_text((DEPLOY / "batching_parameters.txt").read_text(), tfs_protos.BatchingParameters)
+    assert batching.max_batch_size.value == 10_000  # the default --max_candidates of msrec serve
+    assert batching.enable_large_batch_splitting.value
+    assert batching.max_execution_batch_size.value <= batching.max_batch_size.value
+    assert not batching.pad_variable_length_inputs  # TF Serving would pad sequences with a real item
+    with pytest.raises(text_format.ParseError, match="no field named"):
+        tfs_protos.parse_text("max_batch_size { value: 1 }\nmax_batch: 2", tfs_protos.BatchingParameters)
+
+
+def _flags(args):
+    return dict(a.lstrip("-").split("=", 1) for a in args)
+
+
+def _config_file_flags_exist(flags):
+    for flag in ("model_config_file", "monitoring_config_file", "batching_parameters_file"):
+        assert (DEPLOY / Path(flags[flag]).name).exists(), flag
+
+
+def test_docker_compose_runs_the_official_image_on_the_pushed_layout():
+    (compose,) = list(yaml.safe_load_all((DEPLOY / "docker-compose.yml").read_text()))
+    service = compose["services"]["tf-serving"]
+    assert service["image"] == "tensorflow/serving:2.16.1"
+    assert service["entrypoint"] == ["tensorflow_model_server"]
+    flags = _flags(service["command"])
+    assert (flags["port"], flags["rest_api_port"]) == ("8500", "8501")
+    _config_file_flags_exist(flags)
+    assert any(v.endswith(":/models:ro") for v in service["volumes"])  # models.config's base path root
+    assert [p.rsplit(":", 1)[1] for p in service["ports"]] == ["8500", "8501"]
+    assert all(p.startswith("127.0.0.1:") for p in service["ports"])
+    assert "/v1/models/sarnet" in " ".join(service["healthcheck"]["test"])
+
+
+def test_kubernetes_manifests_agree_with_each_other():
+    docs = {}
+    for name in ("deployment.yaml", "service.yaml", "hpa.yaml"):
+        for doc in yaml.safe_load_all((DEPLOY / "k8s" / name).read_text()):
+            docs[doc["kind"]] = doc
+    deployment, service, hpa = docs["Deployment"], docs["Service"], docs["HorizontalPodAutoscaler"]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "tensorflow/serving:2.16.1"
+    assert {p["containerPort"] for p in container["ports"]} == {8500, 8501}
+    flags = _flags(container["args"])
+    _config_file_flags_exist(flags)
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts["/models"] == "models" and Path(flags["model_config_file"]).parent.as_posix() in mounts
+    probe = " ".join(container["readinessProbe"]["exec"]["command"])
+    assert "/v1/models/sarnet" in probe and "AVAILABLE" in probe
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+    assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": deployment["metadata"]["name"]}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert "cpu" in container["resources"]["requests"]  # utilisation is measured against the request

@@ -4,7 +4,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
 stamp="$venv/.lock-sha256"
-want=$(sha256sum "$root/requirements.lock" "$root/setup.py" | sha256sum | cut -d' ' -f1)
+want=$(cd "$root" && sha256sum requirements.lock setup.py pyproject.toml | sha256sum | cut -d' ' -f1)
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "$venv/bin/python"; exit 0

@@ -61,7 +61,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the daily pipeline for one date")
     p.add_argument("--date", required=True, help="YYYY-MM-DD, the newest day of the window")
     _add_pipeline_args(p)
-    p.set_defaults(func=_lazy("msrec.pipeline.daily:run_command"))
+    p.set_defaults(func=_lazy("msrec.pipeline.commands:run_command"))
 
 
 def _add_backfill(sub: argparse._SubParsersAction) -> None:
@@ -69,7 +69,7 @@ def _add_backfill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="date_from", required=True)
     p.add_argument("--to", dest="date_to", required=True)
     _add_pipeline_args(p)
-    p.set_defaults(func=_lazy("msrec.pipeline.daily:backfill_command"))
+    p.set_defaults(func=_lazy("msrec.pipeline.commands:backfill_command"))
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ import msrec  # noqa: F401
 from msrec.data.generator import generate
 from msrec.data.truth import load_truth, oracle_auc
 from msrec.pipeline import daily
+from msrec.progress import show_progress
 
 
 def auc_table(rep: Mapping[str, Any], oracle: Mapping[str, float], oracle_overall: float) -> str:
@@ -72,7 +73,7 @@ def serve_and_query(logs_dir: str, workdir: str, model: str, date: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    daily.show_progress()
+    show_progress()
     out = os.path.abspath(args.out)
     data_dir, workdir = os.path.join(out, "data"), os.path.join(out, "work")
     shutil.rmtree(out, ignore_errors=True)  # the demo always starts from nothing

@@ -22,6 +22,8 @@ from msrec.data.generator import generate
 from msrec.data.truth import auc, load_truth, oracle_auc
 from msrec.schemas.feature_config import load_feature_config
 from msrec.pipeline import daily
+from msrec.pipeline.scenario_registry import SCENARIO_INDEX
+from msrec.progress import show_progress
 from msrec.pipeline.report import relaimpr
 
 SEED_MODELS = ("sarnet", "hierrec", "sfpnet", "hmdn_mmoe", "hmdn_pepnet", "optmsm")
@@ -70,7 +72,7 @@ def transformed_window(data_dir: str, workdir: str, model: str) -> dict[str, Any
             "dates": sorted(d for d in os.listdir(logs) if d[:1].isdigit()),
             "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
             "examples": _latest(os.path.join(root, "transformed_examples", "*")),
-            "scenarios": _read(os.path.join(workdir, daily.SCENARIO_INDEX)),
+            "scenarios": _read(os.path.join(workdir, SCENARIO_INDEX)),
             "config": load_feature_config(os.path.join(logs, "feature_config.yaml"))}
 
 
@@ -233,7 +235,7 @@ def plot(summary: dict[str, Any], path: str) -> None:
 def main(args: argparse.Namespace) -> int:
     from msrec.models.registry import model_names
 
-    daily.show_progress()
+    show_progress()
     models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
     prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000)

@@ -14,6 +14,7 @@ from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
 from msrec.models.registry import COMMON_HPARAMS
 from msrec.pipeline import daily
+from msrec.progress import show_progress
 from msrec.pipeline.pipeline import DailyRun
 
 DEFAULT_SIZES = (200_000, 1_000_000)
@@ -65,7 +66,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    daily.show_progress()
+    show_progress()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(DEFAULT_SIZES)
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-pipeline-")

@@ -1,0 +1,43 @@
+"""``msrec run`` and ``msrec backfill``: command-line options to the local runner, and what they print."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from typing import Any
+
+from msrec.pipeline import daily, report
+from msrec.progress import show_progress
+
+
+def run_command(args: argparse.Namespace) -> int:
+    rep = daily.run_day(**_options(args, date=args.date))
+    report.print_report(rep)
+    return 0 if not rep.get("error") else 1
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    opts = _options(args)
+    reports = daily.backfill(date_from=args.date_from, date_to=args.date_to, **opts)
+    report.print_backfill(reports)
+    return 0 if reports and not any(r.get("error") for r in reports) else 1
+
+
+def _hparams(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise SystemExit(f"msrec: --hparams is not JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"msrec: --hparams must be a JSON object, got {text!r}")
+    return value
+
+
+def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
+    show_progress()
+    return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
+                feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
+                auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
+                auc_noise_z=args.auc_noise_z,
+                hparams=_hparams(args.hparams),
+                beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)), **extra)

@@ -42,6 +42,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sarnet", help=MODEL_HELP)
     p.add_argument("--window", type=int, default=2, help="days in the training window (eval = newest)")
     p.add_argument("--feature-config", default=None, help="default: <logs>/feature_config.yaml")
+    p.add_argument("--schema", default=None,
+                   help="TFDV schema (text) the examples are validated against; default: generated from the "
+                        "feature config, written to <workdir>/reports/<date>/schema.pbtxt")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--auc-floor", type=float, default=0.55)

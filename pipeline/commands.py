@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from typing import Any
 
@@ -33,11 +34,19 @@ def _hparams(text: str) -> dict[str, Any]:
     return value
 
 
+def _schema(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isfile(path):
+        raise SystemExit(f"msrec: --schema {path!r} is not a file")
+    return os.path.abspath(path)
+
+
 def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     show_progress()
     return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
                 feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
-                auc_noise_z=args.auc_noise_z,
+                auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
                 hparams=_hparams(args.hparams),
                 beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)), **extra)

@@ -15,8 +15,8 @@ from msrec.components.log_example_gen.component import LogExampleGen
 from msrec.components.atomic_pusher.component import AtomicPusher
 from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
-from msrec.schemas import default_schema
 from msrec.schemas.feature_config import FeatureConfig
+from msrec.schemas.schema_gen import write_schema
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
 from msrec.pipeline import evaluation
 
@@ -42,7 +42,7 @@ class DailyRun:
     min_slice_size: int = 1000
     auc_noise_z: float = 1.0
     seed: int = 0
-    schema_path: str = dataclasses.field(default_factory=default_schema)
+    schema_path: str | None = None  # a TFDV schema the user curated; None: generated from the feature config
     beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)
     # "validation" or "transform" ends the run there: benchmarks that only need the examples
     stop_after: str = ""
@@ -64,6 +64,10 @@ class DailyRun:
         return os.path.join(self.workdir, "reports", self.date)
 
     @property
+    def generated_schema_path(self) -> str:
+        return os.path.join(self.report_dir, "schema.pbtxt")
+
+    @property
     def anomalies_path(self) -> str:
         return os.path.join(self.report_dir, "anomalies.txt")
 
@@ -76,7 +80,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     example_gen = LogExampleGen(logs_dir=run.logs_dir, date=run.date, window_days=run.window,
                                 feature_config=run.feature_config_path)
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema = tfx.components.ImportSchemaGen(schema_file=run.schema_path)
+    schema_file = run.schema_path or write_schema(run.feature_config, run.generated_schema_path)
+    schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"], report_path=run.anomalies_path)

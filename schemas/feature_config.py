@@ -43,6 +43,7 @@ class Feature:
     kind: str  # categorical / numeric / multi (multi = list of categorical values)
     top_k: int = 100_000  # vocabulary size cap
     oov_buckets: int = 1
+    max_values: int = 8  # multi only: the most values one example may carry (schema, model input width)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,8 @@ class FeatureConfig:
                 raise FeatureConfigError(f"feature {f.name!r}: group {f.group!r} not in {GROUPS}")
             if f.kind not in KINDS:
                 raise FeatureConfigError(f"feature {f.name!r}: kind {f.kind!r} not in {KINDS}")
+            if f.kind == "multi" and f.max_values < 1:
+                raise FeatureConfigError(f"feature {f.name!r}: max_values must be at least 1")
         for required in ("user_id", "item_id", "scenario_id"):
             if required not in names:
                 raise FeatureConfigError(f"the feature config must declare {required!r}")
@@ -90,7 +93,7 @@ class FeatureConfig:
             if col not in names:
                 raise FeatureConfigError(f"sequence column {col!r} is not a declared feature")
             if self.by_name[col].kind != "categorical":
-                raise FeatureConfigError(f"sequence column {col!r} must be categorical")
+                raise FeatureConfigError(f"sequence column {col!r} must be categorical (one value per behaviour)")
         for col in self.distribution_features + self.scenario_specific_features:
             if col not in names:
                 raise FeatureConfigError(f"{col!r} is named as a model feature but not declared")
@@ -112,6 +115,11 @@ class FeatureConfig:
     @property
     def numeric(self) -> list[str]:
         return [f.name for f in self.features if f.kind == "numeric"]
+
+    @property
+    def multi_valued(self) -> dict[str, int]:
+        """Multi-valued feature -> its ``max_values``."""
+        return {f.name: f.max_values for f in self.features if f.kind == "multi"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -165,6 +173,8 @@ class FeatureSpec:
 
     ``cardinality`` counts every index a categorical feature can take after Transform
     (0 = padding/missing, the vocabulary, the OOV buckets), so it is an embedding table's size.
+    A multi-valued feature is a categorical one whose input is [B, K] ids padded with 0,
+    K = ``multi_valued[name]``.
     """
 
     cardinality: Mapping[str, int]
@@ -175,6 +185,7 @@ class FeatureSpec:
     scenario_feature: str = "scenario_id"
     distribution_features: Sequence[str] = ()
     scenario_specific_features: Sequence[str] = ()
+    multi_valued: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def num_scenarios(self) -> int:
@@ -212,6 +223,7 @@ class FeatureSpec:
             sequence_length=config.sequence.length,
             distribution_features=config.distribution_features,
             scenario_specific_features=config.scenario_specific_features,
+            multi_valued=config.multi_valued,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +235,7 @@ class FeatureSpec:
     def from_dict(cls, raw: Mapping[str, Any]) -> "FeatureSpec":
         fields = dict(raw)
         fields["groups"] = {g: tuple(v) for g, v in fields["groups"].items()}
+        fields["multi_valued"] = dict(fields.get("multi_valued") or {})
         for key in ("numeric", "distribution_features", "scenario_specific_features"):
             fields[key] = tuple(fields.get(key, ()))
         return cls(**fields)

@@ -41,4 +41,4 @@ def AnomalyGate(anomalies: InputArtifact[ExampleAnomalies], report_path: Paramet
         with open(report_path, "w") as fh:
             fh.write("\n".join(lines) + ("\n" if lines else ""))
     if lines:
-        raise AnomaliesFound("the examples do not match schemas/schema.pbtxt:\n  " + "\n  ".join(lines))
+        raise AnomaliesFound("the examples do not match the schema:\n  " + "\n  ".join(lines))

@@ -1,0 +1,83 @@
+"""The TFDV schema of the Examples LogExampleGen writes, derived from a feature config.
+
+It declares every column ingestion puts into an Example (see
+msrec.components.log_example_gen.examples), so any dataset that follows the raw-log contract is
+validated without a hand-written schema:
+
+* impression columns (the contract ids and the config's context features) are present once in
+  every example; side-table features are optional, because a missed join leaves them absent;
+* categorical features are BYTES, numeric ones FLOAT, one value each; a multi-valued feature is
+  BYTES with 0..``max_values`` values;
+* ``ts`` and ``click`` INT, ``date`` BYTES, passthrough fields optional BYTES;
+* every ``seq_<column>`` is present with 0..``sequence.length`` values;
+* ``fairness_coef`` (added by FairnessGen) is optional FLOAT, so Transform can read it.
+
+Environments: TRAINING holds everything; SERVING lacks the label, ``date``, the passthrough fields
+and ``fairness_coef``, which a serving request never carries.
+"""
+from __future__ import annotations
+
+import os
+
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
+from msrec.components.log_example_gen.records import TS_MAX_MS, TS_MIN_MS
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig
+
+TRAINING = "TRAINING"
+SERVING = "SERVING"
+
+_TYPES = {"categorical": schema_pb2.BYTES, "multi": schema_pb2.BYTES, "numeric": schema_pb2.FLOAT}
+
+
+def _feature(schema: schema_pb2.Schema, name: str, type_: int, required: bool, min_values: int,
+             max_values: int, training_only: bool = False) -> schema_pb2.Feature:
+    f = schema.feature.add(name=name, type=type_)
+    if required:
+        f.presence.min_fraction = 1.0
+        f.presence.min_count = 1
+    else:
+        f.presence.min_count = 0
+    f.value_count.min = min_values
+    f.value_count.max = max_values
+    if training_only:
+        f.not_in_environment.append(SERVING)
+    return f
+
+
+def schema_from_config(config: FeatureConfig) -> schema_pb2.Schema:
+    """The schema of the examples ingestion writes for ``config``."""
+    schema = schema_pb2.Schema()
+    schema.default_environment.extend([TRAINING, SERVING])
+    ts = _feature(schema, TS_FEATURE, schema_pb2.INT, True, 1, 1)
+    ts.int_domain.min, ts.int_domain.max = TS_MIN_MS, TS_MAX_MS
+    label = _feature(schema, LABEL, schema_pb2.INT, True, 1, 1, training_only=True)
+    label.int_domain.min, label.int_domain.max = 0, 1
+    _feature(schema, DATE_FEATURE, schema_pb2.BYTES, True, 1, 1, training_only=True)
+    for name in config.passthrough:
+        _feature(schema, name, schema_pb2.BYTES, False, 1, 1, training_only=True)
+    for f in config.features:
+        multi = f.kind == "multi"
+        _feature(schema, f.name, _TYPES[f.kind], f.source == "impression",
+                 0 if multi else 1, f.max_values if multi else 1)
+    for name in config.sequence.feature_names:
+        _feature(schema, name, schema_pb2.BYTES, True, 0, config.sequence.length)
+    fc = _feature(schema, FAIRNESS_COEF, schema_pb2.FLOAT, False, 1, 1, training_only=True)
+    fc.float_domain.min = 0.0
+    return schema
+
+
+def write_schema(config: FeatureConfig, path: str | os.PathLike[str]) -> str:
+    """Write the schema of ``config`` as text to ``path`` (folders created); returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write("# Generated from the feature config by msrec.schemas.schema_gen; do not edit.\n")
+        fh.write(text_format.MessageToString(schema_from_config(config)))
+    return str(path)
+
+
+def read_schema(path: str | os.PathLike[str]) -> schema_pb2.Schema:
+    with open(path) as fh:
+        return text_format.Parse(fh.read(), schema_pb2.Schema())

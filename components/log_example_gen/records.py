@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
-from msrec.schemas.feature_config import REQUIRED_FIELDS, Feature, FeatureConfig
+from msrec.schemas.feature_config import REQUIRED_FIELDS, SIDE_TABLE_KEYS, Feature, FeatureConfig
 
 # Reason codes of quarantined impression lines, in the order the checks run.
 BAD_JSON = "bad_json"
@@ -179,6 +179,20 @@ def _check_ts(ts: int, day: dt.date) -> None:
     hi = day_start_ms(day) + 2 * _MS_PER_DAY
     if not lo <= ts < hi:
         raise BadValue(BAD_TS, f"ts {ts} is outside {day - dt.timedelta(days=1)}..{day + dt.timedelta(days=1)}")
+
+
+def join_side_rows(features: Mapping[str, Any], side: Mapping[str, Mapping[str, dict[str, Any]]]
+                   ) -> tuple[dict[str, Any], list[str]]:
+    """``features`` with the columns of each side table's row for the record's key added, and the
+    tables whose row is missing (their features stay absent)."""
+    joined, missed = dict(features), []
+    for table, rows in side.items():
+        row = rows.get(features[SIDE_TABLE_KEYS[table]])
+        if row is None:
+            missed.append(table)
+        else:
+            joined.update(row)
+    return joined, missed
 
 
 class SideRowParser:

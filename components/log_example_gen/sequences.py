@@ -17,6 +17,19 @@ def behaviour(record: Impression, columns: Sequence[str]) -> Behaviour:
     return tuple(record.features.get(c, "") for c in columns)
 
 
+def chronological(records: Iterable[Impression]) -> list[Impression]:
+    """Records in the order their clicks enter a history: by ts, ties by (file, line_no)."""
+    return sorted(records, key=lambda r: (r.ts, r.file, r.line_no))
+
+
+def history_before(records: Iterable[Impression], columns: Sequence[str], length: int,
+                   now_ms: int) -> tuple[Behaviour, ...]:
+    """The behaviours an impression at ``now_ms`` sees: exactly what :func:`build_sequences` gives an
+    impression with that ts (the serving client builds requests with it, so the two cannot drift)."""
+    clicks = [behaviour(r, columns) for r in chronological(records) if r.click and r.ts < now_ms]
+    return tuple(reversed(clicks[-length:])) if length > 0 else ()
+
+
 def build_sequences(records: Iterable[Impression], columns: Sequence[str],
                     length: int) -> Iterator[tuple[Impression, tuple[Behaviour, ...]]]:
     """Yield (impression, behaviours) for each in-window impression of one user.
@@ -26,7 +39,7 @@ def build_sequences(records: Iterable[Impression], columns: Sequence[str],
     history, so an impression never sees a click with ts >= its own (its own click included).
     Ties in ts among clicks are ordered by (file, line_no) so the output is deterministic.
     """
-    ordered = sorted(records, key=lambda r: (r.ts, r.file, r.line_no))
+    ordered = chronological(records)
     history: collections.deque[Behaviour] = collections.deque(maxlen=length)
     start = 0
     while start < len(ordered):

@@ -19,7 +19,9 @@ import time
 from typing import Any, Iterator, Mapping, Sequence
 
 from msrec.schemas.feature_config import SIDE_TABLE_KEYS, Feature, FeatureConfig, load_feature_config
-from msrec.components.log_example_gen.records import BadValue, normalise
+from msrec.components.log_example_gen.records import (BadValue, Impression, ImpressionParser, SideRowParser,
+                                                    join_side_rows, normalise)
+from msrec.components.log_example_gen.sequences import chronological, history_before
 
 FEATURE_CONFIG_FILE = "feature_config.yaml"
 IMPRESSION_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -74,7 +76,7 @@ def _open_lines(path: str) -> Iterator[bytes]:
         yield from fh
 
 
-def _day_files(logs_dir: str, first: dt.date, last: dt.date) -> list[str]:
+def _day_files(logs_dir: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, str]]:
     files = []
     for name in sorted(os.listdir(logs_dir)):
         try:
@@ -83,65 +85,58 @@ def _day_files(logs_dir: str, first: dt.date, last: dt.date) -> list[str]:
             continue  # not a day folder
         folder = os.path.join(logs_dir, name)
         if first <= day <= last and os.path.isdir(folder):
-            files += [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+            files += [(day, os.path.join(folder, f)) for f in sorted(os.listdir(folder))
                       if f.startswith("impressions-") and f.endswith(IMPRESSION_SUFFIXES)]
     return files
 
 
 @dataclasses.dataclass
 class _History:
-    clicks: list[dict[str, Any]]  # most recent first
-    last: dict[str, Any] | None  # the most recent impression, clicked or not
-    unreadable: int  # lines of the user's that could not be parsed
+    records: list[Impression]  # the user's impressions before ``now``, parsed as ingestion parses them
+    unreadable: int  # lines of the user's that ingestion would quarantine
+
+    @property
+    def last(self) -> Impression | None:
+        return chronological(self.records)[-1] if self.records else None
 
 
-def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, length: int) -> _History:
+def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, parser: ImpressionParser) -> _History:
     now_day = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
     # late events sit up to a day away from their folder, so read one folder more on each side
     files = _day_files(logs_dir, now_day - dt.timedelta(days=lookback_days + 1), now_day + dt.timedelta(days=1))
     oldest = now_ms - lookback_days * _MS_PER_DAY
     needle = json.dumps(user_id).encode()
-    seen: list[tuple[int, int, dict[str, Any]]] = []
+    records: list[Impression] = []
     unreadable = 0
-    for order, path in enumerate(files):
-        for raw in _open_lines(path):
+    for day, path in files:
+        for line_no, raw in enumerate(_open_lines(path), start=1):
             if needle not in raw:  # cheap filter: most lines are other users'
                 continue
-            try:
-                obj = json.loads(raw)
-            except ValueError:
+            parsed = parser.parse(raw.rstrip(b"\r\n"), file=path, line_no=line_no, day=day, in_window=False)
+            if not isinstance(parsed, Impression):
                 unreadable += 1
-                continue
-            if not isinstance(obj, dict) or obj.get("user_id") != user_id:
-                continue
-            ts = obj.get("ts")
-            if isinstance(ts, bool) or not isinstance(ts, int):
-                unreadable += 1
-                continue
-            if oldest <= ts < now_ms:
-                seen.append((ts, order, obj))
-    seen.sort(key=lambda t: (t[0], t[1]), reverse=True)
-    clicks = [obj for _, _, obj in seen if obj.get("click") == 1][:length]
-    return _History(clicks, seen[0][2] if seen else None, unreadable)
+            elif parsed.user_id == user_id and oldest <= parsed.ts < now_ms:
+                records.append(parsed)
+    return _History(records, unreadable)
 
 
-def _side_rows(logs_dir: str, table: str, keys: set[str]) -> tuple[dict[str, dict[str, Any]], int]:
-    """Rows of ``table`` whose key is in ``keys`` (first one wins), and the count of unreadable lines."""
-    key = SIDE_TABLE_KEYS[table]
+def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig
+               ) -> tuple[dict[str, dict[str, Any]], int]:
+    """Rows of ``table`` whose key is in ``keys`` (the first one wins, as in ingestion), parsed as
+    ingestion parses them, and the count of unreadable lines."""
+    parser = SideRowParser(config, table, SIDE_TABLE_KEYS[table])
     path = next((os.path.join(logs_dir, table + s) for s in IMPRESSION_SUFFIXES
                  if os.path.exists(os.path.join(logs_dir, table + s))), None)
     rows: dict[str, dict[str, Any]] = {}
     unreadable = 0
     if path is None:
         return rows, unreadable
-    for raw in _open_lines(path):
-        try:
-            obj = json.loads(raw)
-        except ValueError:
+    for line_no, raw in enumerate(_open_lines(path), start=1):
+        parsed = parser.parse(raw.rstrip(b"\r\n"), file=path, line_no=line_no)
+        if isinstance(parsed, dict):
             unreadable += 1
-            continue
-        if isinstance(obj, dict) and obj.get(key) in keys:
-            rows.setdefault(obj[key], obj)
+        elif parsed[0] in keys:
+            rows.setdefault(*parsed)
     return rows, unreadable
 
 
@@ -156,14 +151,14 @@ def _value(feature: Feature, raw: Any) -> Any:
         return empty
 
 
-def _context_value(feature: Feature, rule: str, slot: int, now_ms: int, last: dict[str, Any] | None) -> Any:
+def _context_value(feature: Feature, rule: str, slot: int, now_ms: int, last: Impression | None) -> Any:
     if rule == "slot":
         return _value(feature, slot)
     if rule == "hour":
         return _value(feature, dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).hour)
     if rule == "last" or rule.startswith("last:"):
-        if last is not None and last.get(feature.name) is not None:
-            return _value(feature, last[feature.name])
+        if last is not None and feature.name in last.features:
+            return last.features[feature.name]
         rule = rule[len("last:"):] if rule.startswith("last:") else ""
     if feature.kind == "numeric":
         try:
@@ -187,12 +182,13 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     if unknown_rules:
         raise ValueError(f"--context names {unknown_rules}, which are not context features of the feature "
                          f"config; those are {[f.name for f in impression_context]}")
-    history = _user_history(logs_dir, user_id, now_ms, config.sequence.lookback_days, config.sequence.length)
-    keys = {"users": {user_id}, "items": set(item_ids) | {c.get("item_id") for c in history.clicks},
-            "scenarios": {scenario_id} | {c.get("scenario_id") for c in history.clicks}}
+    history = _user_history(logs_dir, user_id, now_ms, config.sequence.lookback_days, ImpressionParser(config))
+    clicked = [r for r in history.records if r.click]
+    keys = {"users": {user_id}, "items": set(item_ids) | {r.features["item_id"] for r in clicked},
+            "scenarios": {scenario_id} | {r.features["scenario_id"] for r in clicked}}
     tables, notes = {}, []
     for table in sorted({f.source for f in config.features} - {"impression"}):
-        tables[table], unreadable = _side_rows(logs_dir, table, keys[table])
+        tables[table], unreadable = _side_rows(logs_dir, table, keys[table], config)
         if unreadable:
             notes.append(f"{unreadable} unreadable lines in {table} skipped")
     if history.unreadable:
@@ -208,17 +204,13 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     if missing_items:
         notes.append(f"items not in items table (features empty): {missing_items}")
 
-    def click_value(click: dict[str, Any], column: str) -> Any:
-        feature = config.by_name[column]
-        if feature.source == "impression":
-            return _value(feature, click.get(column))
-        return _value(feature, side(feature.source, click.get(SIDE_TABLE_KEYS[feature.source])).get(column))
-
-    # padded with "" to the configured length, as in training; a fixed width also lets TF Serving's
-    # batcher merge requests without its own padding (which repeats a real value, not "")
-    pad = [""] * (config.sequence.length - len(history.clicks))
-    sequences = {config.sequence.feature_names[i]: [click_value(c, col) for c in history.clicks] + pad
-                 for i, col in enumerate(config.sequence.columns)}
+    # the same join and the same sequence rule as ingestion; padded with "" to the configured length
+    # as in training (a fixed width also lets TF Serving's batcher merge requests without its own
+    # padding, which repeats a real value, not "")
+    joined = [r._replace(features=join_side_rows(r.features, tables)[0]) for r in clicked]
+    behaviours = history_before(joined, config.sequence.columns, config.sequence.length, now_ms)
+    pad = [""] * (config.sequence.length - len(behaviours))
+    sequences = {name: [b[i] for b in behaviours] + pad for i, name in enumerate(config.sequence.feature_names)}
     rows = []
     for slot, item in enumerate(item_ids, start=1):
         ids = {"user_id": user_id, "item_id": item, "scenario_id": scenario_id}
@@ -232,4 +224,4 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
                 row[f.name] = _value(f, side(f.source, ids[SIDE_TABLE_KEYS[f.source]]).get(f.name))
         row.update({name: list(values) for name, values in sequences.items()})
         rows.append(row)
-    return AssembledRequest(rows, notes, len(history.clicks))
+    return AssembledRequest(rows, notes, len(behaviours))

@@ -86,7 +86,11 @@ def planted_ctr_batch(spec: FeatureSpec, n: int, seed: int = 0, min_history: int
         out[base] = _derived(out[target_anchor], size, k)
         out[seq] = _derived(out[seq_anchor], size, k)
     for name in spec.categorical:
-        if name not in out:
+        if name in spec.multi_valued:  # 1..K values, padded with 0
+            width = int(spec.multi_valued[name])
+            present = np.arange(width)[np.newaxis, :] < rng.integers(1, width + 1, n)[:, np.newaxis]
+            out[name] = np.where(present, rng.integers(1, _vocab(spec, name) + 1, (n, width)), 0).astype(np.int64)
+        elif name not in out:
             out[name] = rng.integers(1, _vocab(spec, name) + 1, n).astype(np.int64)
     for name in spec.numeric:
         out[name] = rng.standard_normal(n).astype(np.float32)

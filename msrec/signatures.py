@@ -19,11 +19,12 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 def raw_input_specs(config: FeatureConfig) -> dict[str, tf.TensorSpec]:
     """The serving_default inputs, in a stable order: categorical -> string [None], numeric ->
-    float32 [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with ''."""
+    float32 [None], multi-valued categorical and behaviour sequences ``seq_<col>`` -> string
+    [None, None] padded with ''."""
     specs: dict[str, tf.TensorSpec] = {}
     for f in config.features:
         dtype = tf.float32 if f.kind == "numeric" else tf.string
-        specs[f.name] = tf.TensorSpec([None], dtype, name=f.name)
+        specs[f.name] = tf.TensorSpec([None, None] if f.kind == "multi" else [None], dtype, name=f.name)
     for name in config.sequence.feature_names:
         specs[name] = tf.TensorSpec([None, None], tf.string, name=name)
     return specs

@@ -7,7 +7,7 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from msrec.models.layers.attention import TargetAttentionPooling
-from msrec.models.layers.ops import as_column, sequence_mask
+from msrec.models.layers.ops import as_column, masked_mean, sequence_mask
 from msrec.schemas.feature_config import GROUPS, FeatureSpec
 
 

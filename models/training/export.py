@@ -1,7 +1,8 @@
 """Exporting a trained model as a TF Serving SavedModel with the Transform graph inside.
 
 Signatures (DESIGN §6):
-* ``serving_default``: one input per raw feature (categorical -> string [None], numeric -> float32
+* ``serving_default``: one input per raw feature (categorical -> string [None], multi-valued
+  categorical -> string [None, None] padded with '', numeric -> float32
   [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with ''), output ``ctr``
   float32 [None]. No label, no ``fairness_coef``: SAR-Net's bias nets are training-only.
 * ``serving_tfexample``: serialized raw tf.Examples -> ``ctr``, for TFMA, Classify and FairnessGen.
@@ -17,11 +18,12 @@ import msrec  # noqa: F401
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from msrec.components.log_example_gen.examples import DATE_FEATURE
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY, WARMUP_FILE, \
     raw_input_specs
 
-_NOT_SERVED = (LABEL, FAIRNESS_COEF)
+_NOT_SERVED = (LABEL, FAIRNESS_COEF, DATE_FEATURE)  # training-only inputs
 
 
 def _to_raw_spec(value: tf.Tensor, spec: Any) -> tf.Tensor | tf.SparseTensor:

@@ -9,8 +9,12 @@ here is a serving rule too:
 * ``scenario_id``: a *fixed* vocabulary (the workdir's append-only scenario registry, passed in
   ``custom_config``) instead of a frequency one, so a scenario keeps its index, and its
   per-scenario parameters, from one day to the next; an unseen scenario gets the OOV slot.
+* multi-valued categorical: the first ``max_values`` values as [B, max_values] indices padded with
+  0, one vocabulary over all the values.
 * numeric: z-score; a missing value becomes the mean (0 after scaling).
 * ``fairness_coef`` (training only) passes through, 1.0 when absent.
+* ``date`` (training only, the example's day folder) passes through: the Trainer picks the days it
+  trains on by it (models/training/incremental.py).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import msrec  # noqa: F401
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from msrec.components.log_example_gen.examples import DATE_FEATURE
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, FeatureConfig
 
 SCENARIO_VOCAB_KEY = "scenario_vocabulary"
@@ -83,7 +88,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
             outputs[f.name] = tft.scale_to_z_score(x)
             continue
         x = tf.strings.as_string(inputs[f.name]) if _is_numeric(inputs[f.name]) else inputs[f.name]
-        x = dense_scalar(x, "")
+        x = dense_sequence(x, f.max_values) if f.kind == "multi" else dense_scalar(x, "")
         if f.name == "scenario_id":
             outputs[f.name] = _scenario_index(x, scenario_vocab)
             continue
@@ -101,6 +106,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         outputs[LABEL] = tf.cast(dense_scalar(inputs[LABEL], 0), tf.int64)
     if FAIRNESS_COEF in inputs:
         outputs[FAIRNESS_COEF] = tf.cast(dense_scalar(inputs[FAIRNESS_COEF], 1.0), tf.float32)
+    if DATE_FEATURE in inputs:
+        outputs[DATE_FEATURE] = dense_scalar(inputs[DATE_FEATURE], "")
     return outputs
 
 

@@ -1,0 +1,151 @@
+"""A multi-valued categorical feature (an item's tags) end to end: every registered model, and
+Transform + the exported serving signature as ``msrec query`` calls it."""
+import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+
+import functools
+import random
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+import yaml
+from apache_beam.options.pipeline_options import PipelineOptions
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+
+from msrec.models.base import example_inputs
+from msrec.models.registry import build_model, model_names
+from msrec.models.synthetic import planted_ctr_batch
+from msrec.models.training.export import export
+from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, preprocessing_fn
+from msrec.models.training.trainer import feature_spec
+from msrec.schemas import default_feature_config
+from msrec.schemas.feature_config import FeatureConfig, FeatureSpec
+from msrec.schemas.schema_gen import schema_from_config
+from msrec.serving.client import as_columns, coerce_inputs
+from msrec.serving.servable import Servable, read_signature_defs
+from msrec.serving.tensors import InputSpec
+
+TAGS = "tags"
+MAX_TAGS = 4
+SEQ_LEN = 4
+SMALL = {"embedding_dim": 8, "attention_units": (16,)}
+TAG_VOCAB = [f"tag{k}" for k in range(10)]
+SCENARIOS = ["s0", "s1", "s2"]
+
+
+def config_with_tags() -> FeatureConfig:
+    """The generated world's feature config plus a multi-valued item feature."""
+    with open(default_feature_config()) as fh:
+        raw = yaml.safe_load(fh)
+    raw["features"].append({"name": TAGS, "source": "items", "group": "item", "kind": "multi",
+                            "top_k": 100, "oov_buckets": 1, "max_values": MAX_TAGS})
+    raw["sequence"]["length"] = SEQ_LEN
+    return FeatureConfig.from_dict(raw)
+
+
+@pytest.fixture(scope="module")
+def spec() -> FeatureSpec:
+    config = config_with_tags()
+    return FeatureSpec.from_config(config, {n: 6 for n in config.categorical})
+
+
+def test_the_spec_and_the_model_inputs_carry_k_values(spec: FeatureSpec) -> None:
+    assert spec.multi_valued == {TAGS: MAX_TAGS} and TAGS in spec.groups["item"]
+    assert example_inputs(spec)[TAGS].shape == (2, MAX_TAGS)
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    planted = planted_ctr_batch(spec, 50, seed=0).features[TAGS]
+    assert planted.shape == (50, MAX_TAGS) and (planted[:, 0] > 0).all() and (planted == 0).any()
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_reads_the_multi_valued_feature(name: str, spec: FeatureSpec) -> None:
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(name, spec, SMALL)
+    features = planted_ctr_batch(spec, 32, seed=1).features
+    before = model({k: tf.constant(v) for k, v in features.items()}, training=False).numpy()
+    assert before.shape == (32, 1) and np.isfinite(before).all()
+    shuffled = dict(features)
+    shuffled[TAGS] = np.roll(features[TAGS], 1, axis=0)  # other examples' tags
+    after = model({k: tf.constant(v) for k, v in shuffled.items()}, training=False).numpy()
+    assert np.isfinite(after).all()
+    assert np.abs(after - before).max() > 1e-6, f"{name} ignores {TAGS}"
+    # A mean over the values: neither their order nor where the padding sits matters.
+    reversed_ = dict(features)
+    reversed_[TAGS] = features[TAGS][:, ::-1].copy()
+    np.testing.assert_allclose(model({k: tf.constant(v) for k, v in reversed_.items()}, training=False).numpy(),
+                               before, rtol=1e-5, atol=1e-6)
+
+
+# ---- Transform and the serving signature -------------------------------------------------------
+
+def _raw_instances(config: FeatureConfig, n: int) -> list[dict[str, Any]]:
+    """Raw examples as ingestion writes them (lists of values), with a few tags per item."""
+    rnd = random.Random(3)
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {}
+        for f in config.features:
+            if f.kind == "numeric":
+                row[f.name] = [float(rnd.randrange(1, 10))]
+            elif f.kind == "multi":
+                row[f.name] = [t.encode() for t in rnd.sample(TAG_VOCAB, rnd.randrange(0, MAX_TAGS + 2))]
+            elif f.name == "scenario_id":
+                row[f.name] = [rnd.choice(SCENARIOS).encode()]
+            else:
+                row[f.name] = [f"{f.name}{rnd.randrange(5)}".encode()]
+        for col, name in zip(config.sequence.columns, config.sequence.feature_names):
+            values = SCENARIOS if col == "scenario_id" else [f"{col}{k}" for k in range(5)]
+            row[name] = [rnd.choice(values).encode() for _ in range(rnd.randrange(0, SEQ_LEN + 1))]
+        row.update({"ts": [1_700_000_000_000 + i], "click": [int(i % 3 == 0)], "date": [b"2023-11-14"],
+                    "impression_id": [str(i).encode()], "fairness_coef": []})
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureConfig, str]:
+    root = tmp_path_factory.mktemp("multi_export")
+    config = config_with_tags()
+    custom = {FEATURE_CONFIG_KEY: config.to_dict(), SCENARIO_VOCAB_KEY: SCENARIOS}
+    metadata = dataset_metadata.DatasetMetadata(schema_from_config(config))
+    with beam.Pipeline(options=PipelineOptions([])) as p, tft_beam.Context(temp_dir=str(root / "tmp")):
+        raw = p | beam.Create(_raw_instances(config, 60))
+        _, transform_fn = ((raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            functools.partial(preprocessing_fn, custom_config=custom)))
+        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
+    # the raw schema beside the transform graph, as TFX's Transform writes it (export reads its feature spec)
+    metadata_io.write_metadata(metadata, str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
+    tft_output = tft.TFTransformOutput(str(root / "transform"))
+    assert tft_output.transformed_feature_spec()[TAGS] == tf.io.FixedLenFeature([MAX_TAGS], tf.int64)
+    spec = feature_spec(config, tft_output, SCENARIOS)
+    assert spec.cardinality[TAGS] == 1 + len(TAG_VOCAB) + 1
+    tf.keras.utils.set_random_seed(0)
+    model = build_model("sarnet", spec, SMALL)
+    model(example_inputs(spec), training=False)
+    export(model, tft_output, config, str(root / "export"), "m")
+    return config, str(root / "export")
+
+
+def test_the_serving_signature_takes_a_list_per_candidate(exported: tuple[FeatureConfig, str]) -> None:
+    config, export_dir = exported
+    inputs = read_signature_defs(export_dir)["serving_default"].inputs
+    assert [d.size for d in inputs[TAGS].tensor_shape.dim] == [-1, -1]
+    specs = {name: InputSpec(name, info.dtype, tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim))
+             for name, info in inputs.items()}
+    base = {f.name: (0.0 if f.kind == "numeric" else f"{f.name}1") for f in config.features}
+    base.update({"scenario_id": "s1", **{name: ["item_id2", "item_id3"] for name in config.sequence.feature_names}})
+    tag_lists = (["tag1", "tag2"], ["tag7"], ["tag7", "tag1", "tag2", "tag3", "tag4"], [], "tag1",
+                 ["tag2", "tag1"], ["tag7", "tag1", "tag2", "tag3"])
+    arrays, _ = coerce_inputs(as_columns([dict(base, tags=tags) for tags in tag_lists]), specs)
+    assert arrays[TAGS].shape == (7, 5)
+    servable = Servable("m", 1, export_dir)
+    assert servable.warm_up() > 0
+    ctr = servable.signature("serving_default").run(arrays)["ctr"]
+    assert ctr.shape == (7,) and np.isfinite(ctr).all() and ((ctr > 0) & (ctr < 1)).all()
+    assert min(abs(ctr[0] - ctr[k]) for k in (1, 3, 4)) > 1e-6  # the tags change the score
+    assert ctr[0] == pytest.approx(ctr[5], abs=1e-6)  # a mean over the tags: their order does not matter
+    assert ctr[2] == pytest.approx(ctr[6], abs=1e-6)  # the first MAX_TAGS values count, the 5th is cut

@@ -76,18 +76,10 @@ def _add_backfill(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from msrec.serving.flags import add_serve_arguments
+
     p = sub.add_parser("serve", help="TF-Serving-compatible gRPC server (tensorflow_model_server flags)")
-    p.add_argument("--port", type=int, default=8500)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback unless told)")
-    p.add_argument("--model_name", "--model-name", dest="model_name", default=None)
-    p.add_argument("--model_base_path", "--model-base-path", dest="model_base_path", default=None)
-    p.add_argument("--model_config_file", "--model-config-file", dest="model_config_file", default=None)
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    p.add_argument("--max_num_load_retries", type=int, default=5)
-    p.add_argument("--max_candidates", type=int, default=10_000)
-    p.add_argument("--max_message_bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--ssl_cert", default=None)
-    p.add_argument("--ssl_key", default=None)
+    add_serve_arguments(p)
     p.set_defaults(func=_lazy("msrec.serving.server:main"))
 
 

@@ -12,7 +12,7 @@ from typing import Iterable
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from msrec.serving.errors import ConfigError
+from msrec.serving.errors import ConfigError, clip, shown
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig
@@ -67,16 +67,16 @@ def validate(config: ModelServerConfig, source: str) -> None:
         raise ConfigError(f"{source}: needs a model_config_list (custom_model_config is not supported)")
     seen: set[str] = set()
     for i, model in enumerate(config.model_config_list.config):
-        where = f"{source}: config #{i + 1} ({model.name or 'unnamed'})"
+        where = f"{source}: config #{i + 1} ({clip(model.name) if model.name else 'unnamed'})"
         if not model.name:
             raise ConfigError(f"{where}: 'name' is required")
         if model.name in seen:
-            raise ConfigError(f"{where}: model name {model.name!r} appears twice")
+            raise ConfigError(f"{where}: model name {shown(model.name)} appears twice")
         seen.add(model.name)
         if not model.base_path:
             raise ConfigError(f"{where}: 'base_path' is required")
         if model.model_platform not in ("", "tensorflow"):
-            raise ConfigError(f"{where}: model_platform {model.model_platform!r} is not served here; "
+            raise ConfigError(f"{where}: model_platform {shown(model.model_platform)} is not served here; "
                               f"only 'tensorflow' SavedModels are")
         policy = model.model_version_policy
         choice = policy.WhichOneof("policy_choice")
@@ -86,12 +86,17 @@ def validate(config: ModelServerConfig, source: str) -> None:
             if not label:
                 raise ConfigError(f"{where}: a version label needs a name")
             if choice == "specific" and version not in policy.specific.versions:
-                raise ConfigError(f"{where}: label {label!r} points to version {version}, which the "
+                raise ConfigError(f"{where}: label {shown(label)} points to version {version}, which the "
                                   f"'specific' policy does not serve {sorted(policy.specific.versions)}")
 
 
-def desired_versions(model: ModelConfig, on_disk: Iterable[int]) -> set[int]:
-    """The versions the model's version policy wants served, out of those present on disk."""
+def desired_versions(model: ModelConfig, on_disk: Iterable[int], failed: Iterable[int] = ()) -> set[int]:
+    """The versions the model's version policy wants served, out of those present on disk.
+
+    ``failed``: versions whose last load attempt failed. Under ``latest`` they do not count toward
+    ``num_versions``, so the newest *loadable* versions serve (a corrupt newest version must not
+    leave the model with nothing); a failed version newer than those stays wanted, to be retried.
+    """
     versions = sorted(set(on_disk))
     policy = model.model_version_policy
     choice = policy.WhichOneof("policy_choice")
@@ -100,7 +105,9 @@ def desired_versions(model: ModelConfig, on_disk: Iterable[int]) -> set[int]:
     if choice == "specific":
         return set(versions) & set(policy.specific.versions)
     keep = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions else 1
-    return set(versions[-keep:]) if versions else set()
+    failed = set(failed)
+    chosen = [v for v in versions if v not in failed][-keep:]
+    return set(chosen) | {v for v in versions if v in failed and (not chosen or v > chosen[0])}
 
 
 def describe_policy(model: ModelConfig) -> str:

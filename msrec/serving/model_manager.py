@@ -5,7 +5,8 @@ reports). Requests lease an AVAILABLE version and hand it back when done; a vers
 service by turning UNLOADING (no new leases) and is dropped only once its last lease is back, so
 a swap never fails a request in flight. A newer version replaces an older one only after it is
 AVAILABLE, and nothing is unloaded while none of the versions the policy wants serves yet: a
-version that fails to load leaves the previous one serving.
+version that fails to load leaves the previous one serving, and under ``latest`` (on a restart or
+a config reload too) the newest version that loads serves while the failed one is retried.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tensorflow.core.protobuf import error_codes_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from msrec.serving.config import ModelConfig, ModelServerConfig, describe_policy, desired_versions, validate
-from msrec.serving.errors import ConfigError, NotFound
+from msrec.serving.errors import ConfigError, NotFound, shown
+from msrec.serving.limits import RequestLimits
 from msrec.serving.servable import LoadError, Servable
 
 log = logging.getLogger("msrec.serving")
@@ -61,14 +63,13 @@ class VersionStatus:
 class ModelManager:
     """The versions of one model name under one base path."""
 
-    def __init__(self, config: ModelConfig, max_num_load_retries: int, max_batch: int) -> None:
+    def __init__(self, config: ModelConfig, max_num_load_retries: int) -> None:
         self.name = config.name
         self.base_path = config.base_path
         self._policy = ModelConfig()
         self._policy.CopyFrom(config)
         self._labels: dict[str, int] = {}
         self._max_retries = max(0, max_num_load_retries)
-        self._max_batch = max_batch
         self._cond = threading.Condition()
         self._poll_lock = threading.Lock()  # one poll at a time (poll thread vs config reload)
         self._versions: dict[int, VersionRecord] = {}
@@ -95,12 +96,12 @@ class ModelManager:
         available = sorted(v for v, r in self._versions.items() if r.state == AVAILABLE)
         if label:
             if label not in self._labels:
-                raise NotFound(f"model {self.name!r} has no version label {label!r}; its labels: "
+                raise NotFound(f"model {self.name!r} has no version label {shown(label)}; its labels: "
                                f"{self._labels or 'none'}")
             version = self._labels[label]
             record = self._versions.get(version)
             if record is None or record.state != AVAILABLE:
-                raise NotFound(f"label {label!r} of model {self.name!r} points to version {version}, "
+                raise NotFound(f"label {shown(label)} of model {self.name!r} points to version {version}, "
                                f"which is not available ({self._describe(version)}); available "
                                f"versions: {available}")
             return record
@@ -133,7 +134,7 @@ class ModelManager:
         with self._cond:
             if label:
                 if label not in self._labels:
-                    raise NotFound(f"model {self.name!r} has no version label {label!r}; its labels: "
+                    raise NotFound(f"model {self.name!r} has no version label {shown(label)}; its labels: "
                                    f"{self._labels or 'none'}")
                 version = self._labels[label]
             if version is not None and version not in self._versions:
@@ -163,28 +164,52 @@ class ModelManager:
             for label, version in sorted(config.version_labels.items()):
                 record = self._versions.get(version)
                 if record is None or record.state != AVAILABLE:
-                    raise ConfigError(f"model {self.name!r}: label {label!r} points to version "
+                    raise ConfigError(f"model {self.name!r}: label {shown(label)} points to version "
                                       f"{version}, which is not available ({self._describe(version)})")
             self._labels = dict(config.version_labels)
 
     def poll(self) -> None:
-        """One pass: find versions on disk, load those the policy wants, unload the others."""
+        """One pass: find versions on disk, load those the policy wants, unload the others.
+
+        A failed load can change what the policy wants (the next loadable version under
+        ``latest``), so the pass repeats until it has nothing new to try.
+        """
         with self._poll_lock:
             if self._closed:
                 return
             on_disk = self._scan()
             if on_disk is None:
                 return
-            with self._cond:
-                wanted = desired_versions(self._policy, on_disk)
-                for version in wanted:
-                    record = self._versions.get(version)
-                    if record is None or (record.state == END and not record.gave_up):
-                        self._versions[version] = VersionRecord(version, os.path.join(self.base_path, str(version)))
-                to_load = sorted((v for v in wanted if self._versions[v].state == START), reverse=True)
-            for version in to_load:  # newest first: it is the one "latest" requests want
-                self._load(self._versions[version])
+            tried: set[int] = set()
+            while True:
+                with self._cond:
+                    wanted = desired_versions(self._policy, on_disk, self._failed())
+                    for version in wanted:
+                        record = self._versions.get(version)
+                        if record is None or (record.state == END and not record.gave_up):
+                            self._versions[version] = VersionRecord(
+                                version, os.path.join(self.base_path, str(version)))
+                    to_load = sorted((v for v in wanted if self._versions[v].state == START and v not in tried),
+                                     reverse=True)
+                if not to_load:
+                    break
+                for version in to_load:  # newest first: it is the one "latest" requests want
+                    tried.add(version)
+                    self._load(self._versions[version])
             self._retire(wanted)
+
+    def _failed(self) -> set[int]:
+        """Versions whose last load attempt failed (retrying or given up)."""
+        return {v for v, r in self._versions.items() if r.attempts and r.state != AVAILABLE}
+
+    def load_failure(self) -> str | None:
+        """Why nothing serves, when versions exist and every one tried has failed; else None."""
+        with self._cond:
+            if not self._versions or any(r.state in (AVAILABLE, LOADING) for r in self._versions.values()):
+                return None
+            if not self._failed():
+                return None
+            return f"model {self.name!r} serves no version: {self._summary()}"
 
     def _scan(self) -> set[int] | None:
         """Integer-named folders under the base path (temp folders of a push are not integers)."""
@@ -269,10 +294,10 @@ class ServerCore:
     """Every served model, the poll thread, and config reloads."""
 
     def __init__(self, poll_seconds: float = 1.0, max_num_load_retries: int = 5,
-                 max_batch: int = 10_000) -> None:
+                 limits: RequestLimits = RequestLimits()) -> None:
         self.poll_seconds = poll_seconds
         self.max_num_load_retries = max_num_load_retries
-        self.max_batch = max_batch
+        self.limits = limits
         self._managers: dict[str, ModelManager] = {}
         self._reload_lock = threading.Lock()
         self._stop = threading.Event()
@@ -281,7 +306,7 @@ class ServerCore:
     def manager(self, name: str) -> ModelManager:
         manager = self._managers.get(name)
         if manager is None:
-            raise NotFound(f"model {name!r} is not served here; served models: {sorted(self._managers)}")
+            raise NotFound(f"model {shown(name)} is not served here; served models: {sorted(self._managers)}")
         return manager
 
     @property
@@ -297,7 +322,7 @@ class ServerCore:
             for model in config.model_config_list.config:
                 manager = self._managers.get(model.name)
                 if manager is None or manager.base_path != model.base_path:
-                    manager = ModelManager(model, self.max_num_load_retries, self.max_batch)
+                    manager = ModelManager(model, self.max_num_load_retries)
                 managers[model.name] = manager
                 try:
                     manager.apply(model)
@@ -310,6 +335,10 @@ class ServerCore:
                 manager.unload_all()
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def load_failures(self) -> list[str]:
+        """One line per model that has versions but none that loads (see ``ModelManager.load_failure``)."""
+        return [f for f in (m.load_failure() for m in self._managers.values()) if f]
 
     def start_polling(self) -> None:
         if self.poll_seconds <= 0 or self._thread is not None:

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import os
-import sys
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
+from tensorflow.core.example import example_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
-from msrec.serving.errors import FailedPrecondition, InvalidArgument, ServingError
+from msrec.serving.errors import FailedPrecondition, InvalidArgument, ServingError, shown, shown_list
+from msrec.serving.limits import RequestLimits
 from msrec.serving.tensors import InputSpec, check_request_tensors, fill_tensor_proto, to_ndarray
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, WARMUP_FILE
 
@@ -91,21 +92,21 @@ class Servable:
         try:
             return self.signatures[name]
         except KeyError:
-            raise FailedPrecondition(f"serving signature key {name!r} not found in model "
+            raise FailedPrecondition(f"serving signature key {shown(name)} not found in model "
                                      f"{self.model_name!r} version {self.version}; it has "
                                      f"{sorted(self.signatures)}") from None
 
-    def predict(self, request: predict_pb2.PredictRequest, max_batch: int) -> predict_pb2.PredictResponse:
+    def predict(self, request: predict_pb2.PredictRequest, limits: RequestLimits) -> predict_pb2.PredictResponse:
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         sig = self.signature(name)
-        check_request_tensors(request.inputs, sig.inputs, name, max_batch)
+        check_request_tensors(request.inputs, sig.inputs, name, limits)
         outputs = list(request.output_filter) or None
         if outputs:
             unknown = sorted(set(outputs) - set(sig.outputs))
             if unknown:
-                raise InvalidArgument(f"output_filter names {unknown}, which signature {name!r} does "
-                                      f"not have; its outputs: {sig.outputs}")
-        result = sig.run({k: to_ndarray(v, k) for k, v in request.inputs.items()}, outputs)
+                raise InvalidArgument(f"output_filter names {shown_list(unknown)}, which signature "
+                                      f"{name!r} does not have; its outputs: {sig.outputs}")
+        result = sig.run({k: to_ndarray(v, k, finite=True) for k, v in request.inputs.items()}, outputs)
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, name)
         for key, value in result.items():
@@ -113,7 +114,7 @@ class Servable:
         return response
 
     def classify(self, request: classification_pb2.ClassificationRequest,
-                 max_batch: int) -> classification_pb2.ClassificationResponse:
+                 limits: RequestLimits) -> classification_pb2.ClassificationResponse:
         """Binary click classification over tf.Examples: classes "0" and "1" scored 1-ctr and ctr."""
         name = request.model_spec.signature_name or EXAMPLE_SIGNATURE
         sig = self.signature(name)
@@ -122,7 +123,7 @@ class Servable:
             raise FailedPrecondition(f"signature {name!r} does not take serialized tf.Examples "
                                      f"({'; '.join(s.describe() for s in sig.inputs.values())}); "
                                      f"leave signature_name empty to use {EXAMPLE_SIGNATURE!r}")
-        serialized = _serialized_examples(request, max_batch)
+        serialized = _serialized_examples(request, limits)
         output = CTR_OUTPUT if CTR_OUTPUT in sig.outputs else (sig.outputs[0] if len(sig.outputs) == 1 else None)
         if output is None:
             raise FailedPrecondition(f"signature {name!r} has outputs {sig.outputs}; Classify needs "
@@ -145,7 +146,7 @@ class Servable:
 
         The request limits of the server do not apply: the model's own warm-up is trusted.
         """
-        max_batch = sys.maxsize
+        limits = RequestLimits.unlimited()
         path = os.path.join(self.export_dir, WARMUP_FILE)
         if not os.path.exists(path):
             return 0
@@ -166,9 +167,9 @@ class Servable:
             kind = log.WhichOneof("log_type")
             try:
                 if kind == "predict_log":
-                    self.predict(log.predict_log.request, max_batch)
+                    self.predict(log.predict_log.request, limits)
                 elif kind == "classify_log":
-                    self.classify(log.classify_log.request, max_batch)
+                    self.classify(log.classify_log.request, limits)
                 else:
                     raise LoadError(f"warm-up record #{i + 1} is a {kind}; only predict_log and "
                                     f"classify_log records can be replayed")
@@ -183,7 +184,7 @@ class Servable:
         spec.signature_name = signature_name
 
 
-def _serialized_examples(request: classification_pb2.ClassificationRequest, max_batch: int) -> np.ndarray:
+def _serialized_examples(request: classification_pb2.ClassificationRequest, limits: RequestLimits) -> np.ndarray:
     kind = request.input.WhichOneof("kind")
     if kind == "example_list":
         examples, context = request.input.example_list.examples, b""
@@ -195,10 +196,28 @@ def _serialized_examples(request: classification_pb2.ClassificationRequest, max_
         raise InvalidArgument("the request has no input: set input.example_list.examples")
     if not examples:
         raise InvalidArgument("the request's example list is empty")
-    if len(examples) > max_batch:
+    if len(examples) > limits.max_candidates:
         raise InvalidArgument(f"the request holds {len(examples)} examples; this server accepts at "
-                              f"most {max_batch} per request (--max_candidates): split the request")
+                              f"most {limits.max_candidates} per request (--max_candidates): split the request")
+    _check_value_lists(examples, limits)
+    if kind == "example_list_with_context":
+        _check_value_lists([request.input.example_list_with_context.context], limits, "the context")
     return np.array([context + e.SerializeToString() for e in examples], dtype=object)
+
+
+def _check_value_lists(examples: Iterable[example_pb2.Example], limits: RequestLimits,
+                       what: str = "example") -> None:
+    """A feature list longer than a sequence may be would be padded to that length in every
+    example once the model parses the batch: refuse it before the model runs."""
+    for i, example in enumerate(examples):
+        for key, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            count = len(getattr(feature, kind).value) if kind else 0
+            if count > limits.max_sequence_length:
+                where = f"example #{i + 1}" if what == "example" else what
+                raise InvalidArgument(f"{where}: feature {shown(key)} holds {count} values; this server "
+                                      f"accepts at most {limits.max_sequence_length} per feature "
+                                      f"(--max_sequence_length)")
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import signal
+import socket
 import sys
 import threading
 from typing import Callable, TypeVar
@@ -25,14 +26,16 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
 from msrec.serving.config import ModelServerConfig, config_from_flags
-from msrec.serving.errors import ConfigError, InvalidArgument, ServingError, Unimplemented
+from msrec.serving.errors import (MAX_MESSAGE_CHARS, ConfigError, FailedPrecondition, InvalidArgument, ServingError,
+                                  Unimplemented, clip, shown_list)
+from msrec.serving.limits import (DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SEQUENCE_LENGTH,
+                                  RequestLimits)
 from msrec.serving.model_manager import ModelManager, ServerCore
 from msrec.serving.servable import Servable
 
 log = logging.getLogger("msrec.serving")
 
 SIGNATURE_DEF_FIELD = "signature_def"
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 T = TypeVar("T")
 
 
@@ -45,7 +48,7 @@ def _answer(context: grpc.ServicerContext, method: str, work: Callable[[], T]) -
     except Exception as e:  # noqa: BLE001 - a failing request must not take the server down
         log.exception("%s failed", method)
         code, message = grpc.StatusCode.INTERNAL, f"{method} failed inside the server: {type(e).__name__}: {e}"
-    context.abort(code, message)  # raises: the RPC ends with this status
+    context.abort(code, clip(message, MAX_MESSAGE_CHARS))  # raises: the RPC ends with this status
 
 
 def _route(core: ServerCore, spec: model_pb2.ModelSpec) -> tuple[ModelManager, int | None, str | None]:
@@ -79,12 +82,12 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 - gRPC method names
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         return _answer(context, "Predict", self._with_servable(
-            request.model_spec, lambda servable: servable.predict(request, self._core.max_batch)))
+            request.model_spec, lambda servable: servable.predict(request, self._core.limits)))
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
         return _answer(context, "Classify", self._with_servable(
-            request.model_spec, lambda servable: servable.classify(request, self._core.max_batch)))
+            request.model_spec, lambda servable: servable.classify(request, self._core.limits)))
 
     def Regress(self, request: regression_pb2.RegressionRequest,  # noqa: N802
                 context: grpc.ServicerContext) -> regression_pb2.RegressionResponse:
@@ -114,7 +117,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             fields = list(request.metadata_field)  # the request's own arguments first, as TF Serving does
             if fields != [SIGNATURE_DEF_FIELD]:
                 raise InvalidArgument(f"metadata_field must be [{SIGNATURE_DEF_FIELD!r}] (the only "
-                                      f"metadata served), got {fields}")
+                                      f"metadata served), got {shown_list(fields)}")
             return lease()
         return _answer(context, "GetModelMetadata", work)
 
@@ -141,8 +144,12 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             try:
                 self._core.reload(request.config)
             except ConfigError as e:
-                log.error("config reload refused: %s", e)
+                log.error("config reload refused: %s", clip(str(e), MAX_MESSAGE_CHARS))
                 raise InvalidArgument(f"config reload refused: {e}") from e
+            failures = self._core.load_failures()
+            if failures:  # the config holds, and the failed versions are retried; but say so
+                log.error("config reloaded, but %s", "; ".join(failures))
+                raise FailedPrecondition("config reloaded, but " + "; ".join(failures))
             log.info("config reloaded: serving %s", ", ".join(self._core.model_names))
             return model_management_pb2.ReloadConfigResponse(
                 status=status_pb2.StatusProto(error_code=error_codes_pb2.OK))
@@ -171,43 +178,36 @@ class ServerHandle:
 def start_server(model_name: str | None = None, model_base_path: str | None = None,
                  model_config_file: str | None = None, port: int = 0, host: str = "127.0.0.1",
                  poll_seconds: float = 1.0, max_num_load_retries: int = 5,
-                 max_candidates: int = 10_000, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 max_candidates: int = DEFAULT_MAX_CANDIDATES,
+                 max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  ssl_cert: str | None = None, ssl_key: str | None = None,
                  model_server_config: ModelServerConfig | None = None,
                  max_workers: int = 16) -> ServerHandle:
-    """Load the models, bind ``host:port`` (0 = any free port) and start serving.
+    """Bind ``host:port`` (0 = any free port), load the models, then start serving.
 
-    Raises ``ConfigError`` for an unusable configuration and ``OSError`` if the port cannot be bound.
+    The port is bound first, so a taken port fails in seconds rather than after every model has
+    loaded. Raises ``ConfigError`` for an unusable configuration and ``OSError`` if the port
+    cannot be bound.
     """
     if bool(ssl_cert) != bool(ssl_key):
         raise ConfigError("TLS needs both --ssl_cert and --ssl_key")
-    if max_candidates < 1 or max_message_bytes < 1:
-        raise ConfigError("--max_candidates and --max_message_bytes must be positive")
+    limits = RequestLimits(max_candidates, max_sequence_length, max_message_bytes)
     config = model_server_config or config_from_flags(model_name, model_base_path, model_config_file)
-    core = ServerCore(poll_seconds, max_num_load_retries, max_candidates)
+    core = ServerCore(poll_seconds, max_num_load_retries, limits)
+    server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="msrec-grpc"),
+        options=[("grpc.max_receive_message_length", max_message_bytes),
+                 ("grpc.max_send_message_length", max_message_bytes),
+                 ("grpc.so_reuseport", 0)])  # a port already in use is an error, not shared
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    bound = _bind(server, host, port, ssl_cert, ssl_key)
     try:
         core.reload(config)
-        server = grpc.server(
-            concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="msrec-grpc"),
-            options=[("grpc.max_receive_message_length", max_message_bytes),
-                     ("grpc.max_send_message_length", max_message_bytes),
-                     ("grpc.so_reuseport", 0)])  # a port already in use is an error, not shared
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            if ssl_cert:
-                with open(ssl_key, "rb") as k, open(ssl_cert, "rb") as c:
-                    credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
-                bound = server.add_secure_port(address, credentials)
-            else:
-                bound = server.add_insecure_port(address)
-        except RuntimeError as e:
-            raise OSError(f"cannot bind {address}: {e}") from e
-        if not bound:
-            raise OSError(f"cannot bind {address} (in use, or not an address of this machine)")
         server.start()
     except BaseException:
+        server.stop(None)
         core.stop()
         raise
     core.start_polling()
@@ -215,6 +215,40 @@ def start_server(model_name: str | None = None, model_base_path: str | None = No
     log.info("serving %s on %s (%s)", ", ".join(core.model_names), handle.target,
              "TLS" if ssl_cert else "plaintext")
     return handle
+
+
+def _bind(server: grpc.Server, host: str, port: int, ssl_cert: str | None, ssl_key: str | None) -> int:
+    """Bind the listening port (not serving yet); the bound port number."""
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if port:
+        _check_free(host, port, address)
+    try:
+        if ssl_cert:
+            with open(ssl_key, "rb") as k, open(ssl_cert, "rb") as c:
+                credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError as e:
+        raise OSError(f"cannot bind {address}: {e}") from None
+    if not bound:
+        raise OSError(f"cannot bind {address} (in use, or not an address of this machine)")
+    return bound
+
+
+def _check_free(host: str, port: int, address: str) -> None:
+    """Try the bind with a plain socket first: gRPC reports a taken port as several log lines."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OSError(f"cannot bind {address}: {e.strerror}") from None
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(sockaddr)
+            except OSError as e:
+                raise OSError(f"cannot bind {address}: {e.strerror}") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -234,7 +268,8 @@ def main(args: argparse.Namespace) -> int:
                 model_config_file=args.model_config_file, port=args.port, host=args.host,
                 poll_seconds=args.file_system_poll_wait_seconds,
                 max_num_load_retries=args.max_num_load_retries, max_candidates=args.max_candidates,
-                max_message_bytes=args.max_message_bytes, ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
+                max_sequence_length=args.max_sequence_length, max_message_bytes=args.max_message_bytes,
+                ssl_cert=args.ssl_cert, ssl_key=args.ssl_key)
         except (ConfigError, OSError) as e:
             print(f"msrec serve: {e}", file=sys.stderr)
             return 1

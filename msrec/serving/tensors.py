@@ -13,7 +13,8 @@ from typing import Mapping
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from msrec.serving.errors import InvalidArgument
+from msrec.serving.errors import InvalidArgument, shown, shown_list
+from msrec.serving.limits import RequestLimits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,40 +63,76 @@ class InputSpec:
         return f"{self.name}: {dtype_name(self.dtype)} {dims}"
 
 
+MAX_RANK = 254  # TensorFlow's TensorShape::MaxDimensions()
+
+
 def proto_shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
-        raise InvalidArgument(f"input {name!r}: the tensor has an unknown rank; send its shape")
+        raise InvalidArgument(f"input {shown(name)}: the tensor has an unknown rank; send its shape")
+    if len(proto.tensor_shape.dim) > MAX_RANK:
+        raise InvalidArgument(f"input {shown(name)}: rank {len(proto.tensor_shape.dim)} is over "
+                              f"TensorFlow's {MAX_RANK}")
     shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
     if any(d < 0 for d in shape):
-        raise InvalidArgument(f"input {name!r}: shape {list(shape)} has a negative dimension")
+        raise InvalidArgument(f"input {shown(name)}: shape {list(shape)} has a negative dimension")
     return shape
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
-    """Decode a TensorProto; ``InvalidArgument`` if its values do not fill its shape.
-
-    A single value for a larger shape is broadcast, as TensorFlow's own decoder does.
-    """
-    shape = proto_shape(proto, name)
+def _kind(proto: tensor_pb2.TensorProto, name: str) -> _Kind:
     kind = _KINDS.get(proto.dtype)
     if kind is None:
-        raise InvalidArgument(f"input {name!r}: dtype {dtype_name(proto.dtype)} is not supported; "
+        raise InvalidArgument(f"input {shown(name)}: dtype {dtype_name(proto.dtype)} is not supported; "
                               f"use one of {sorted(dtype_name(d) for d in _KINDS)}")
-    size = math.prod(shape)
-    if proto.tensor_content and proto.dtype != types_pb2.DT_STRING:
+    return kind
+
+
+def _uses_content(proto: tensor_pb2.TensorProto) -> bool:
+    return bool(proto.tensor_content) and proto.dtype != types_pb2.DT_STRING
+
+
+def _value_count(proto: tensor_pb2.TensorProto, kind: _Kind, name: str) -> int:
+    """How many values the proto carries, read without decoding them."""
+    if _uses_content(proto):
+        size, item = len(proto.tensor_content), kind.numpy.itemsize
+        if size % item:
+            raise InvalidArgument(f"input {shown(name)}: tensor_content holds {size} bytes, not a "
+                                  f"multiple of the {item} bytes of one {dtype_name(proto.dtype)}")
+        return size // item
+    return len(getattr(proto, kind.field))
+
+
+def _check_fill(shape: tuple[int, ...], count: int, name: str) -> None:
+    if count != math.prod(shape) and count != 1:
+        raise InvalidArgument(f"input {shown(name)}: shape {list(shape)} needs {math.prod(shape)} values "
+                              f"but the tensor holds {count}")
+
+
+def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor", finite: bool = False) -> np.ndarray:
+    """Decode a TensorProto; ``InvalidArgument`` if its values do not fill its shape.
+
+    A single value for a larger shape is broadcast, as TensorFlow's own decoder does. With
+    ``finite``, NaN or infinite floats are refused too (a model input has no use for them: they
+    come back as NaN scores).
+    """
+    shape = proto_shape(proto, name)
+    kind = _kind(proto, name)
+    count = _value_count(proto, kind, name)
+    _check_fill(shape, count, name)
+    if _uses_content(proto):
         flat = np.frombuffer(proto.tensor_content, dtype=kind.numpy)
     else:
         values = getattr(proto, kind.field)
         if proto.dtype == types_pb2.DT_STRING:
             flat = np.array(list(values), dtype=object)
         else:
-            flat = np.fromiter(values, dtype=kind.numpy, count=len(values))
-    if flat.size == size:
+            flat = np.fromiter(values, dtype=kind.numpy, count=count)
+    if finite and flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        bad = flat[~np.isfinite(flat)][0]
+        raise InvalidArgument(f"input {shown(name)} holds {bad} at flat index "
+                              f"{int(np.flatnonzero(~np.isfinite(flat))[0])}; inputs must be finite")
+    if flat.size == math.prod(shape):
         return flat.reshape(shape)
-    if flat.size == 1:
-        return np.full(shape, flat[0], dtype=kind.numpy)
-    raise InvalidArgument(f"input {name!r}: shape {list(shape)} needs {size} values but the tensor "
-                          f"holds {flat.size}")
+    return np.full(shape, flat[0], dtype=kind.numpy)
 
 
 def _as_dt(array: np.ndarray) -> int:
@@ -143,29 +180,31 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def check_request_tensors(tensors: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, InputSpec],
-                          signature: str, max_batch: int) -> None:
-    """Check names, dtypes, ranks, fixed dims and the batch size before anything is decoded.
+                          signature: str, limits: RequestLimits) -> None:
+    """Check names, dtypes, shapes, the batch size and what the tensors decode to, on the protos.
 
+    Runs before anything is decoded, so no request allocates more than ``limits`` allow.
     Raises ``InvalidArgument`` with a message that lists what the signature expects.
     """
     unknown = sorted(set(tensors) - set(specs))
     missing = sorted(set(specs) - set(tensors))
     if unknown or missing:
         expected = "; ".join(specs[n].describe() for n in sorted(specs))
-        what = f"unknown input(s) {unknown}" if unknown else f"missing input(s) {missing}"
-        raise InvalidArgument(f"{what} for signature {signature!r}; expected inputs: {expected}")
+        what = f"unknown input(s) {shown_list(unknown)}" if unknown else f"missing input(s) {shown_list(missing)}"
+        raise InvalidArgument(f"{what} for signature {shown(signature)}; expected inputs: {expected}")
     batch: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     for name in sorted(tensors):
         proto, spec = tensors[name], specs[name]
         if proto.dtype != spec.dtype:
             raise InvalidArgument(f"input {name!r} has dtype {dtype_name(proto.dtype)}; signature "
-                                  f"{signature!r} expects {spec.describe()}")
-        shape = proto_shape(proto, name)
+                                  f"{shown(signature)} expects {spec.describe()}")
+        if spec.shape is not None and len(proto.tensor_shape.dim) != len(spec.shape):
+            raise InvalidArgument(f"input {name!r} has shape {_spell(proto)} (rank "
+                                  f"{len(proto.tensor_shape.dim)}); signature {shown(signature)} expects "
+                                  f"{spec.describe()} (rank {len(spec.shape)})")
+        shape = shapes[name] = proto_shape(proto, name)
         if spec.shape is not None:
-            if len(shape) != len(spec.shape):
-                raise InvalidArgument(f"input {name!r} has shape {list(shape)} (rank {len(shape)}); "
-                                      f"signature {signature!r} expects {spec.describe()} "
-                                      f"(rank {len(spec.shape)})")
             for axis, (got, want) in enumerate(zip(shape, spec.shape)):
                 if want is not None and got != want:
                     raise InvalidArgument(f"input {name!r} has shape {list(shape)}; dimension {axis} "
@@ -177,10 +216,41 @@ def check_request_tensors(tensors: Mapping[str, tensor_pb2.TensorProto], specs: 
         groups = []
         for size in sorted(sizes):
             names = [n for n, b in batch.items() if b == size]
-            shown = names if len(names) <= 5 else names[:5] + [f"... {len(names) - 5} more"]
-            groups.append(f"{size} rows in {shown}")
+            shown_names = names if len(names) <= 5 else names[:5] + [f"... {len(names) - 5} more"]
+            groups.append(f"{size} rows in {shown_names}")
         raise InvalidArgument("inputs disagree on the batch size (dimension 0): " + "; ".join(groups)
                               + "; every input needs one row per candidate")
-    if sizes and max(sizes) > max_batch:
+    if sizes and max(sizes) > limits.max_candidates:
         raise InvalidArgument(f"the request holds {max(sizes)} candidates; this server accepts at most "
-                              f"{max_batch} per request (--max_candidates): split the request")
+                              f"{limits.max_candidates} per request (--max_candidates): split the request")
+    decoded = 0
+    for name in sorted(tensors):
+        decoded += _check_size(tensors[name], specs[name], shapes[name], limits)
+    if decoded > limits.max_message_bytes:
+        raise InvalidArgument(f"the request decodes to {decoded:,} bytes (broadcasts included); this "
+                              f"server accepts at most {limits.max_message_bytes:,} (--max_message_bytes)")
+
+
+def _spell(proto: tensor_pb2.TensorProto) -> str:
+    dims = [str(d.size) for d in proto.tensor_shape.dim[:8]]
+    return "[" + ", ".join(dims) + (", ...]" if len(proto.tensor_shape.dim) > 8 else "]")
+
+
+def _check_size(proto: tensor_pb2.TensorProto, spec: InputSpec, shape: tuple[int, ...],
+                limits: RequestLimits) -> int:
+    """Refuse an input that holds more elements than its budget; return the bytes it decodes to."""
+    kind = _kind(proto, spec.name)
+    count = _value_count(proto, kind, spec.name)
+    _check_fill(shape, count, spec.name)
+    elements, budget = math.prod(shape), limits.max_elements(spec.shape)
+    if elements > budget:
+        raise InvalidArgument(f"input {spec.name!r} has shape {list(shape)}: {elements:,} elements after "
+                              f"broadcasting; {spec.describe()} may hold at most {budget:,} here "
+                              f"(--max_candidates rows x --max_sequence_length per unknown inner dimension)")
+    if proto.dtype != types_pb2.DT_STRING:
+        return elements * kind.numpy.itemsize
+    if count == 1 and elements > 1:  # a broadcast string is copied into every element
+        return len(proto.string_val[0]) * elements
+    return proto.ByteSize()
+
+

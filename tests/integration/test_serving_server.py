@@ -1,6 +1,8 @@
 """msrec serve over gRPC with the official stubs: answers, metadata, errors, swaps, policies."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
+import re
+
 import grpc
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from msrec.serving.server import start_server
 from msrec.serving.tensors import fill_tensor_proto
 from msrec.signatures import raw_input_specs
 from support.serving import (build_toy_model, check_corrupt_version_leaves_the_old_one, check_swap_fails_no_request,
-                              feature_config, in_process_ctr, push_version, sample_inputs, states, wait_for)
+                              feature_config, in_process_ctr, memory_mib, predict_request, push_corrupt_version,
+                              push_version, reset_peak_memory, sample_inputs, states, wait_for)
 
 MODEL = "toy"
 MAX_CANDIDATES = 64
@@ -346,3 +349,132 @@ def test_tls_serves_clients_that_trust_the_certificate(models, tmp_path):
             assert _error(lambda: plaintext.status(MODEL)).code == grpc.StatusCode.UNAVAILABLE
     finally:
         handle.stop()
+
+
+# ---- hardening: each class of failure a review found, with its status code, message and outcome ----
+
+def _stub(served):
+    return prediction_service_pb2_grpc.PredictionServiceStub(served["client"]._channel)
+
+
+def _rpc_error(call, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=30)
+    return info.value
+
+
+def _still_serves(served):
+    outputs, version = served["client"].predict_with_version(MODEL, sample_inputs(3))
+    assert version == 1 and outputs["ctr"].shape == (3,)
+
+
+def _latest_config(base):
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name=MODEL, base_path=str(base), model_platform="tensorflow")
+    return config
+
+
+def test_a_restart_or_reload_serves_the_newest_version_that_loads(models, tmp_path):
+    """Three good versions and a corrupt newest one: version 3 serves, GetModelStatus shows 4's error."""
+    bases = {}
+    for name in ("restart", "reload", "broken"):
+        bases[name] = tmp_path / name
+        if name != "broken":
+            for version, source in [(1, models["a"]), (2, models["a"]), (3, models["b"])]:
+                push_version(bases[name], version, source)
+        push_corrupt_version(bases[name], 4)
+    inputs = sample_inputs(4, seed=8)
+    handle = start_server(model_name=MODEL, model_base_path=str(bases["restart"]), poll_seconds=0,
+                          max_num_load_retries=0)
+    client = PredictClient(handle.target)
+    try:
+        for base in ("restart", "reload"):
+            outputs, version = client.predict_with_version(MODEL, inputs)
+            assert version == 3
+            np.testing.assert_allclose(outputs["ctr"], in_process_ctr(models["b"], inputs), rtol=1e-6)
+            failed = client.status(MODEL)
+            assert [(s["version"], s["state"]) for s in failed] == [(3, "AVAILABLE"), (4, "END")]
+            assert failed[1]["error_code"] != 0
+            assert f"cannot load the SavedModel in {bases[base]}/4" in failed[1]["error_message"]
+            assert "attempt 1 of 1" in failed[1]["error_message"]
+            if base == "restart":
+                client.reload_config(_latest_config(bases["reload"]))  # OK: version 3 serves
+        # a reload to a base path where nothing loads says so, and the server stays up
+        error = _error(lambda: client.reload_config(_latest_config(bases["broken"])))
+        assert error.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert "config reloaded, but model 'toy' serves no version: 4: END: cannot load" in error.details
+        assert _error(lambda: client.predict(MODEL, inputs)).code == grpc.StatusCode.NOT_FOUND
+        assert states(client, MODEL) == {4: "END"}
+    finally:
+        client.close()
+        handle.stop()
+
+
+def test_broadcasts_and_oversized_inputs_are_refused_before_decoding(served):
+    """A ~1 KB request broadcasting one value to [1, 2,000,000] once grew the server by 1.1 GB."""
+    request = predict_request(1)
+    request.inputs["seq_item_id"].ClearField("string_val")
+    request.inputs["seq_item_id"].string_val.append(b"i")
+    request.inputs["seq_item_id"].tensor_shape.dim[1].size = 2_000_000
+    assert request.ByteSize() < 2000
+    reset_peak_memory()
+    before = memory_mib()
+    error = _rpc_error(_stub(served).Predict, request)
+    assert memory_mib(field="VmHWM") - before < 20  # nothing was allocated for it
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert ("input 'seq_item_id' has shape [1, 2000000]: 2,000,000 elements after broadcasting; "
+            f"seq_item_id: DT_STRING [?, ?] may hold at most {MAX_CANDIDATES * 100:,} here") in error.details()
+    # within the element budget, a broadcast 1 KB string still decodes to more than a message may carry
+    request = predict_request(MAX_CANDIDATES)
+    sequence = request.inputs["seq_item_id"]
+    sequence.ClearField("string_val")
+    sequence.string_val.append(b"x" * 1000)
+    sequence.tensor_shape.dim[1].size = 100  # 64 x 100 elements: the most it may hold
+    error = _rpc_error(_stub(served).Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert re.search(r"decodes to [0-9,]+ bytes \(broadcasts included\); this server accepts at most "
+                     rf"{MAX_MESSAGE_BYTES:,} \(--max_message_bytes\)", error.details())
+    _still_serves(served)
+
+
+def test_malformed_tensor_content_and_non_finite_floats_are_invalid_argument(served):
+    request = predict_request(3)
+    request.inputs["position"].ClearField("float_val")
+    request.inputs["position"].tensor_content = b"\0" * 11
+    error = _rpc_error(_stub(served).Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == ("input 'position': tensor_content holds 11 bytes, not a multiple of the 4 "
+                               "bytes of one DT_FLOAT")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        request = predict_request(3)
+        request.inputs["position"].float_val[2] = bad
+        error = _rpc_error(_stub(served).Predict, request)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"input 'position' holds {bad} at flat index 2; inputs must be finite" == error.details()
+    _still_serves(served)
+
+
+@pytest.mark.parametrize("part, code, expected", [
+    ("signature_name", grpc.StatusCode.FAILED_PRECONDITION, "serving signature key 'sss"),
+    ("name", grpc.StatusCode.NOT_FOUND, "model 'sss"),
+    ("version_label", grpc.StatusCode.NOT_FOUND, "model 'toy' has no version label 'sss"),
+    ("input", grpc.StatusCode.INVALID_ARGUMENT, "unknown input(s) ['sss"),
+    ("output_filter", grpc.StatusCode.INVALID_ARGUMENT, "output_filter names ['sss"),
+])
+def test_long_user_strings_are_cut_in_error_messages(served, part, code, expected):
+    """A 10 KB name once came back as RESOURCE_EXHAUSTED (metadata over 8 KiB) instead of the error."""
+    long = "s" * 10_000
+    request = predict_request(2)
+    if part == "input":
+        fill_tensor_proto(np.zeros(2, np.float32), request.inputs[long])
+    elif part == "output_filter":
+        request.output_filter.append(long)
+    elif part == "name":
+        request.model_spec.name = long
+    else:
+        setattr(request.model_spec, part, long)
+    error = _rpc_error(_stub(served).Predict, request)
+    assert error.code() == code
+    assert expected + "s" * 97 + "'... (10000 characters)" in error.details()
+    assert len(error.details()) < 1000
+    _still_serves(served)

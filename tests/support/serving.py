@@ -19,11 +19,13 @@ import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
 
 from msrec.schemas import default_feature_config
 from msrec.schemas.feature_config import FeatureConfig, load_feature_config
 from msrec.serving.client import PredictClient, ServingClientError
 from msrec.serving.server import start_server
+from msrec.serving.tensors import fill_tensor_proto
 from msrec.serving.toy_model import export_toy_model, random_features
 from msrec.signatures import raw_input_specs
 
@@ -166,3 +168,27 @@ def check_corrupt_version_leaves_the_old_one(base: Path, model: str, first: str,
     finally:
         client.close()
         handle.stop()
+
+
+def memory_mib(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak) of a process, from /proc/<pid>/status, in MiB."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"/proc/{pid}/status has no {field}")
+
+
+def reset_peak_memory(pid: int | str = "self") -> None:
+    """Start a new VmHWM measurement (Linux: writing 5 to clear_refs resets the peak)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def predict_request(n: int, model: str = "toy", seed: int = 0) -> predict_pb2.PredictRequest:
+    """A valid PredictRequest for ``n`` toy candidates, for tests that then break one part of it."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    for name, values in sample_inputs(n, seed=seed).items():
+        fill_tensor_proto(values, request.inputs[name])
+    return request

@@ -12,7 +12,8 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from msrec.serving import tfs_protos
 from msrec.serving.config import (config_from_flags, desired_versions, load_model_server_config,
                                   parse_model_server_config)
-from msrec.serving.errors import ConfigError, InvalidArgument
+from msrec.serving.errors import ConfigError, InvalidArgument, shown, shown_list
+from msrec.serving.limits import DEFAULT_MAX_CANDIDATES, RequestLimits
 from msrec.serving.tensors import InputSpec, check_request_tensors, to_ndarray, to_tensor_proto
 from support.serving import REPO
 
@@ -73,8 +74,11 @@ def _request(n=3, **override):
     return {k: to_tensor_proto(v) for k, v in arrays.items()}
 
 
+LIMITS = RequestLimits(max_candidates=3, max_sequence_length=4)
+
+
 def test_a_well_formed_request_passes_the_checks():
-    check_request_tensors(_request(), SPECS, "serving_default", max_batch=3)
+    check_request_tensors(_request(), SPECS, "serving_default", LIMITS)
 
 
 @pytest.mark.parametrize("request_, message", [
@@ -84,7 +88,60 @@ def test_a_well_formed_request_passes_the_checks():
 ])
 def test_request_checks_say_what_is_wrong(request_, message):
     with pytest.raises(InvalidArgument, match=message):
-        check_request_tensors(request_, SPECS, "serving_default", max_batch=3)
+        check_request_tensors(request_, SPECS, "serving_default", LIMITS)
+
+
+def _broadcast(name, dtype, shape, **values):
+    proto = tensor_pb2.TensorProto(dtype=dtype, **values)
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+@pytest.mark.parametrize("override, message", [
+    # one value broadcast to [3, 5]: within 3 candidates, over 3 x 4 for a [?, ?] input
+    ({"seq_item_id": _broadcast("s", types_pb2.DT_STRING, [3, 5], string_val=[b"i"])},
+     r"'seq_item_id' has shape \[3, 5\]: 15 elements after broadcasting; seq_item_id: DT_STRING \[\?, \?\] "
+     r"may hold at most 12 here"),
+    ({"seq_item_id": _broadcast("s", types_pb2.DT_STRING, [3, 2_000_000], string_val=[b"i"])},
+     r"6,000,000 elements after broadcasting; .* at most 12 here"),
+    # within the element budget, but the broadcast string decodes to 3 x 4 x 10 bytes > 100
+    ({"seq_item_id": _broadcast("s", types_pb2.DT_STRING, [3, 4], string_val=[b"x" * 10])},
+     r"decodes to [0-9,]+ bytes \(broadcasts included\); this server accepts at most 100 \(--max_message_bytes\)"),
+])
+def test_elements_after_broadcasting_are_bounded_per_input_and_request(override, message):
+    limits = RequestLimits(max_candidates=3, max_sequence_length=4, max_message_bytes=100)
+    request_ = _request(**{k: np.zeros((3, 4), np.float32) for k in ["embedding"]})
+    request_.update(override)
+    with pytest.raises(InvalidArgument, match=message):
+        check_request_tensors(request_, SPECS, "serving_default", limits)
+    assert limits.max_elements((None, None)) == 12 and limits.max_elements((None, 4)) == 12
+    assert limits.max_elements(None) == 12 and limits.max_elements((None,)) == 3
+
+
+def test_tensor_content_of_a_wrong_length_and_non_finite_floats_are_refused():
+    proto = _broadcast("p", types_pb2.DT_FLOAT, [3], tensor_content=b"\0" * 11)
+    with pytest.raises(InvalidArgument, match=r"'position': tensor_content holds 11 bytes, not a multiple "
+                                              r"of the 4 bytes of one DT_FLOAT"):
+        check_request_tensors({**_request(), "position": proto}, SPECS, "serving_default", LIMITS)
+    with pytest.raises(InvalidArgument, match="tensor_content holds 11 bytes"):
+        to_ndarray(proto, "position")
+    for bad in (np.nan, np.inf, -np.inf):
+        proto = to_tensor_proto(np.array([1.0, bad, 2.0], np.float32))
+        with pytest.raises(InvalidArgument, match=rf"input 'position' holds {bad} at flat index 1; inputs must be finite"):
+            to_ndarray(proto, "position", finite=True)
+        assert np.isnan(to_ndarray(proto)[1]) == np.isnan(bad)  # responses may carry them
+
+
+def test_user_strings_in_messages_are_cut():
+    assert shown("abc") == "'abc'"
+    assert shown("x" * 10_000) == "'" + "x" * 100 + "'... (10000 characters)"
+    assert shown_list(["a" * 200] * 50) == "[" + ", ".join(["'" + "a" * 100 + "'... (200 characters)"] * 5) + ", ... 45 more]"
+    request_ = _request(**{"n" * 10_000: np.zeros(3, np.float32)})
+    with pytest.raises(InvalidArgument) as info:
+        check_request_tensors(request_, SPECS, "s" * 10_000, LIMITS)
+    assert len(info.value.message) < 1000
+    assert "unknown input(s) ['" + "n" * 100 + "'... (10000 characters)]" in info.value.message
 
 
 # ---- models.config -----------------------------------------------------------------------------
@@ -103,6 +160,16 @@ def _model(policy: str = ""):
 def test_version_policies_pick_from_the_versions_on_disk(policy, wanted):
     assert desired_versions(_model(policy), [7, 1, 9]) == wanted
 
+
+
+def test_latest_counts_only_versions_that_load():
+    latest, two = _model(), _model("model_version_policy { latest { num_versions: 2 } }")
+    assert desired_versions(latest, [1, 2, 3, 4], failed=[4]) == {3, 4}  # 3 serves, 4 is retried
+    assert desired_versions(latest, [1, 2, 3, 4], failed=[3, 4]) == {2, 3, 4}
+    assert desired_versions(latest, [1, 2, 3, 4], failed=[2]) == {4}  # an older failure changes nothing
+    assert desired_versions(two, [1, 2, 3, 4], failed=[4]) == {2, 3, 4}
+    assert desired_versions(latest, [4], failed=[4]) == {4}
+    assert desired_versions(_model("model_version_policy { specific { versions: 4 } }"), [3, 4], failed=[4]) == {4}
 
 @pytest.mark.parametrize("text, message", [
     ('model_config_list { config { base_path: "/b" } }', "'name' is required"),
@@ -149,7 +216,7 @@ def test_deploy_monitoring_and_batching_parse_with_tf_serving_messages():
     assert monitoring.prometheus_config.enable
     assert monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
     batching = tfs_protos.parse_text((DEPLOY / "batching_parameters.txt").read_text(), tfs_protos.BatchingParameters)
-    assert batching.max_batch_size.value == 10_000  # the default --max_candidates of msrec serve
+    assert batching.max_batch_size.value == DEFAULT_MAX_CANDIDATES  # the same cap as msrec serve
     assert batching.enable_large_batch_splitting.value
     assert batching.max_execution_batch_size.value <= batching.max_batch_size.value
     assert not batching.pad_variable_length_inputs  # TF Serving would pad sequences with a real item

@@ -1,5 +1,5 @@
 """TFMA configuration of the Evaluator: AUC, logloss, calibration and counts, overall and per scenario,
-for the candidate and the blessed (baseline) model. ScenarioBlessing's rule reads them back."""
+for the candidate and the production (baseline) model. ScenarioBlessing's rule reads them back."""
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma

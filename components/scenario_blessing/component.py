@@ -1,7 +1,7 @@
 """ScenarioBlessing: turns the Evaluator's per-scenario metrics into a ModelBlessing with a reason.
 
 The artifact carries the same custom properties as the Evaluator's own blessing (``blessed``,
-``current_model_id`` ...), so TFX's LatestBlessedModelStrategy and Pusher read it unchanged, plus
+``current_model_id`` ...), so TFX's Pusher (and msrec's AtomicPusher) read it unchanged, plus
 ``blessing.json`` with the decision, its reason and the metrics of both models.
 """
 from __future__ import annotations

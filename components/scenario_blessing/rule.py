@@ -1,11 +1,11 @@
 """The blessing rule of ScenarioBlessing, and reading TFMA's metrics back.
 
 TFMA computes AUC, logloss, calibration and counts, overall and per scenario, for the candidate and
-the blessed (baseline) model. The blessing rule is msrec's own (``decide``, run by the
-ScenarioBlessing component) because it must skip scenarios too small to judge, which TFMA's
-per-slice thresholds cannot express: overall and in every scenario with at least
+the production (baseline) model, the one pushed last. The blessing rule is msrec's own (``decide``,
+run by the ScenarioBlessing component) because it must skip scenarios too small to judge, which
+TFMA's per-slice thresholds cannot express: overall and in every scenario with at least
 ``min_slice_size`` eval samples, the candidate's AUC is at or above ``auc_floor`` and not below the
-blessed model's by more than ``auc_delta``. Smaller scenarios are reported, not gated.
+production model's by more than ``auc_delta``. Smaller scenarios are reported, not gated.
 
 A scenario of a thousand samples and a few dozen clicks has an AUC standard error of several points,
 so a strict per-scenario delta rejects almost every retrain by chance (one of twenty scenarios
@@ -14,6 +14,10 @@ so a strict per-scenario delta rejects almost every retrain by chance (one of tw
 clicks and non-clicks; both models are scored on the same examples, so this unpaired error is an
 upper bound and ``noise_z`` = 1 is a moderate allowance). The overall slice, the most precise one,
 keeps the strict delta. ``noise_z`` = 0 makes every slice strict.
+
+The absolute floor gets the same allowance: a scenario fails it only when its AUC is significantly
+below it (auc + ``noise_z`` * SE < floor), since a scenario of two dozen clicks lands under any
+floor by chance; the overall slice must clear the floor itself.
 """
 from __future__ import annotations
 
@@ -81,11 +85,20 @@ def auc_standard_error(auc: float, count: int, mean_label: float) -> float:
     return math.sqrt(max(variance, 0.0))
 
 
+def _standard_error(m: Mapping[str, Any]) -> float:
+    return auc_standard_error(m["auc"], m["count"], m.get("mean_label", math.nan))
+
+
+def _floor_allowance(where: str, cand: Mapping[str, Any], rule: BlessingRule) -> float:
+    if where == "overall" or rule.noise_z <= 0:
+        return 0.0
+    return rule.noise_z * _standard_error(cand)
+
+
 def _allowed_drop(where: str, cand: Mapping[str, Any], base: Mapping[str, Any], rule: BlessingRule) -> float:
     if where == "overall" or rule.noise_z <= 0:
         return rule.auc_delta
-    se = math.hypot(*(auc_standard_error(m["auc"], m["count"], m.get("mean_label", math.nan)) for m in (cand, base)))
-    return rule.auc_delta + rule.noise_z * se
+    return rule.auc_delta + rule.noise_z * math.hypot(_standard_error(cand), _standard_error(base))
 
 
 def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rule: BlessingRule
@@ -100,17 +113,20 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
             continue
         gated += 1
         auc = cand["auc"]
-        if not auc >= rule.auc_floor:  # also catches NaN (one class only)
-            failures.append(f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}")
+        slack = _floor_allowance(where, cand, rule)
+        if not auc + slack >= rule.auc_floor:  # also catches NaN (one class only)
+            noise = f" by more than sampling noise ({slack:.4f})" if slack > 0 else ""
+            failures.append(f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}{noise}")
         if base and not math.isnan(base.get("auc", math.nan)):
             allowed = _allowed_drop(where, cand, base, rule)
             if auc < base["auc"] - allowed:
                 noise = f" (delta {rule.auc_delta:.4f} + sampling noise)" if allowed > rule.auc_delta else ""
-                failures.append(f"{where}: auc {auc:.4f} fell below the blessed model's {base['auc']:.4f} "
+                failures.append(f"{where}: auc {auc:.4f} fell below the production model's {base['auc']:.4f} "
                                 f"by more than {allowed:.4f}{noise}")
     if failures:
         return False, "; ".join(failures)
-    against = (f"and within delta (+ {rule.noise_z:g} standard errors per scenario) of the blessed model"
-               if baseline else "(no blessed model yet)")
+    against = (f"and within delta (+ {rule.noise_z:g} standard errors per scenario) of the production model"
+               if baseline else "(no production model yet)")
     return True, (f"overall and {gated - 1} scenarios with >= {rule.min_slice_size} eval samples: "
-                  f"AUC at or above {rule.auc_floor:.4f} {against}")
+                  f"AUC at or above {rule.auc_floor:.4f} (per scenario within {rule.noise_z:g} standard "
+                  f"errors) {against}")

@@ -36,6 +36,15 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("msrec.data.generator:main"))
 
 
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="convert a public dataset you downloaded into msrec's raw logs")
+    isub = p.add_subparsers(dest="source", required=True)
+    m = isub.add_parser("movielens", help="MovieLens-100K (u.data ...) or -1M (ratings.dat ...) files")
+    m.add_argument("--src", required=True, help="folder holding the MovieLens files")
+    m.add_argument("--out", required=True, help="new folder for the logs (day folders, side tables, feature config)")
+    m.set_defaults(func=_lazy("msrec.importers.movielens:main"))
+
+
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs", required=True, help="folder of day folders and side tables")
     p.add_argument("--workdir", required=True, help="pipeline root, metadata, reports, serving/")
@@ -128,7 +137,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_run, _add_backfill, _add_serve, _add_query, _add_bench, _add_demo):
+    for add in (_add_generate, _add_import, _add_run, _add_backfill, _add_serve, _add_query, _add_bench, _add_demo):
         add(sub)
     return parser
 

@@ -24,13 +24,13 @@ def max_execution_id(run: DailyRun) -> int:
 def run_outputs(run: DailyRun, after_execution_id: int) -> dict[str, Any]:
     """Output artifacts and wall times of the executions of this run (ids above the mark: local runs
     are sequential, so they are exactly this run's)."""
-    store = store(run)
-    executions = [e for e in store.get_executions() if e.id > after_execution_id]
-    types = {t.id: t.name for t in store.get_execution_types()}
+    mlmd = store(run)
+    executions = [e for e in mlmd.get_executions() if e.id > after_execution_id]
+    types = {t.id: t.name for t in mlmd.get_execution_types()}
     outputs: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
-    events = store.get_events_by_execution_ids([e.id for e in executions])
-    artifacts = {a.id: a for a in store.get_artifacts_by_id([ev.artifact_id for ev in events])}
+    events = mlmd.get_events_by_execution_ids([e.id for e in executions])
+    artifacts = {a.id: a for a in mlmd.get_artifacts_by_id([ev.artifact_id for ev in events])}
     by_exec: dict[int, str] = {}
     for e in executions:
         name = types[e.type_id].split(".")[-1]

@@ -17,6 +17,10 @@ from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.importers.movielens import GENRES_100K, REJECTS_FILE, MovieLensError, convert
 from msrec.schemas.feature_config import load_feature_config
 from msrec.schemas.schema_gen import schema_from_config
+from msrec.serving.candidates import build_candidates
+from msrec.serving.client import as_columns, coerce_inputs
+from msrec.serving.tensors import InputSpec
+from msrec.signatures import raw_input_specs
 
 DAY_S = 86_400
 # user -> (age or 1M age code, gender, occupation, zip)
@@ -116,6 +120,17 @@ def test_convert_then_ingest(fmt: str, tmp_path: Any) -> None:
     assert items["12"]["release_decade"] == "1940s"
     assert {s["scenario_id"] for s in read_jsonl(os.path.join(out, "scenarios.jsonl"))} == {
         "age_lt25", "age_25_34", "age_ge35"}
+
+    # `msrec query --logs` assembles the same columns: genres as a list, padded to one width
+    config = load_feature_config(os.path.join(out, "feature_config.yaml"))
+    end_ms = (dt.date.fromisoformat(report["last_day"]) - dt.date(1970, 1, 1)).days * DAY_S * 1000 + DAY_S * 1000
+    request = build_candidates(out, "3", "age_ge35", ["12", "10", "99"], now_ms=end_ms, config=config)
+    assert [row["genres"] for row in request.rows] == [ITEMS["12"][2], ITEMS["10"][2], ""]
+    specs = {n: InputSpec(n, s.dtype.as_datatype_enum, tuple(s.shape.as_list()))
+             for n, s in raw_input_specs(config).items()}
+    arrays, _ = coerce_inputs(as_columns(request.rows), specs)
+    assert arrays["genres"].shape == (3, 3) and list(arrays["genres"][2]) == [b"", b"", b""]
+    assert request.history_length > 0
 
     last = report["last_day"]
     counts = run_ingest(out, last, 3, os.path.join(out, "feature_config.yaml"), str(tmp_path / "examples"),

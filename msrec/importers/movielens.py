@@ -296,7 +296,8 @@ def convert(src: str, out: str) -> dict[str, Any]:
                  ({"scenario_id": s, "age_range": label} for s, label in SCENARIOS.items()))
     save_feature_config(feature_config(), os.path.join(out, "feature_config.yaml"))
     report = {
-        "source": layout.name, "impressions": len(ratings), "clicks": sum(r.rating >= CLICK_MIN_RATING for r in ratings),
+        "source": layout.name, "impressions": len(ratings),
+        "clicks": sum(r.rating >= CLICK_MIN_RATING for r in ratings),
         "users": len(users), "items": len(items), "first_day": first.isoformat(), "last_day": last.isoformat(),
         "days": (last - first).days + 1, "empty_days": empty_days, "shift_days": shift // _MS_PER_DAY,
         "per_scenario": dict(sorted(collections.Counter(scenario_of(ages[r.user]) for r in ratings).items())),

@@ -2,13 +2,16 @@
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 import ipaddress
+import logging
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 from msrec import cli
 from msrec.serving.client import PredictClient
@@ -84,3 +87,24 @@ def test_serve_with_a_broken_config_file_names_it(tmp_path, capsys):
     config.write_text('model_config_list { config { name: "m" base_path: "/x" model_platform: "onnx" } }')
     assert cli.main(["serve", "--port", "0", "--model_config_file", str(config)]) == 1
     assert f"{config}: config #1 (m): model_platform 'onnx' is not served" in capsys.readouterr().err
+
+
+def test_a_port_in_use_fails_before_any_model_loads_in_one_line(tmp_path, capfd, caplog):
+    """The port is bound first: a taken one is one clear line and exit 1, not a wait for every load."""
+    export = build_toy_model(tmp_path / "export")
+    for version in (1, 2, 3):
+        push_version(tmp_path / "toy", version, export)
+    caplog.set_level(logging.INFO, logger="msrec.serving")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        capfd.readouterr()
+        started = time.monotonic()
+        code = cli.main(["serve", "--port", str(port), "--model_name", "toy",
+                         "--model_base_path", str(tmp_path / "toy")])
+        elapsed = time.monotonic() - started
+    assert code == 1
+    assert capfd.readouterr().err == f"msrec serve: cannot bind 127.0.0.1:{port}: Address already in use\n"
+    assert not [r for r in caplog.records if "loading" in r.getMessage()]  # no model was touched
+    assert elapsed < 5

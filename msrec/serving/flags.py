@@ -31,9 +31,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows (candidates or tf.Examples) per request (default %(default)s: "
                              "10,000 took 3.8 s and 470 MB with the toy model)")
     parser.add_argument("--max_sequence_length", type=int, default=DEFAULT_MAX_SEQUENCE_LENGTH,
-                        help="budget of each unknown inner dimension, i.e. a behaviour sequence's "
-                             "length, and of one tf.Example feature's values (default %(default)s, "
-                             "twice the default feature config's sequence.length)")
+                        help="budget of each unknown inner dimension (a behaviour sequence's length, "
+                             "a multi-valued feature's width) and of one tf.Example feature's values "
+                             "(default %(default)s, twice the default feature config's sequence.length)")
     parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                         help="size of one gRPC message, and of what one request decodes to "
                              "(default %(default)s = 64 MiB)")

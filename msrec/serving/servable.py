@@ -1,6 +1,7 @@
 """One loaded model version: its signatures, Predict / Classify on it, and warm-up replay."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Iterable, Mapping
 
@@ -207,17 +208,21 @@ def _serialized_examples(request: classification_pb2.ClassificationRequest, limi
 
 def _check_value_lists(examples: Iterable[example_pb2.Example], limits: RequestLimits,
                        what: str = "example") -> None:
-    """A feature list longer than a sequence may be would be padded to that length in every
-    example once the model parses the batch: refuse it before the model runs."""
+    """The checks Predict makes on its tensors, on each tf.Example's features: a list longer than
+    a sequence may be would be padded to that length in every example once the model parses the
+    batch, and a NaN or infinite float would come back as a NaN score."""
     for i, example in enumerate(examples):
+        where = f"example #{i + 1}" if what == "example" else what
         for key, feature in example.features.feature.items():
             kind = feature.WhichOneof("kind")
-            count = len(getattr(feature, kind).value) if kind else 0
-            if count > limits.max_sequence_length:
-                where = f"example #{i + 1}" if what == "example" else what
-                raise InvalidArgument(f"{where}: feature {shown(key)} holds {count} values; this server "
-                                      f"accepts at most {limits.max_sequence_length} per feature "
+            values = getattr(feature, kind).value if kind else ()
+            if len(values) > limits.max_sequence_length:
+                raise InvalidArgument(f"{where}: feature {shown(key)} holds {len(values)} values; this "
+                                      f"server accepts at most {limits.max_sequence_length} per feature "
                                       f"(--max_sequence_length)")
+            if kind == "float_list" and not all(math.isfinite(v) for v in values):
+                bad = next(v for v in values if not math.isfinite(v))
+                raise InvalidArgument(f"{where}: feature {shown(key)} holds {bad}; inputs must be finite")
 
 
 def _first_line(error: BaseException) -> str:

@@ -434,6 +434,13 @@ def test_broadcasts_and_oversized_inputs_are_refused_before_decoding(served):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert re.search(r"decodes to [0-9,]+ bytes \(broadcasts included\); this server accepts at most "
                      rf"{MAX_MESSAGE_BYTES:,} \(--max_message_bytes\)", error.details())
+    # Classify: a feature list longer than a sequence may be would be padded into every example
+    examples = [tf.train.Example() for _ in range(3)]
+    examples[2].features.feature["seq_item_id"].bytes_list.value.extend([b"i"] * 101)
+    error = _error(lambda: served["client"].classify(MODEL, examples))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details == ("example #3: feature 'seq_item_id' holds 101 values; this server accepts at "
+                             "most 100 per feature (--max_sequence_length)")
     _still_serves(served)
 
 
@@ -451,6 +458,12 @@ def test_malformed_tensor_content_and_non_finite_floats_are_invalid_argument(ser
         error = _rpc_error(_stub(served).Predict, request)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert f"input 'position' holds {bad} at flat index 2; inputs must be finite" == error.details()
+    # Classify: the same rules on the tf.Examples' features
+    examples = [tf.train.Example() for _ in range(3)]
+    examples[1].features.feature["position"].float_list.value.append(float("nan"))
+    error = _error(lambda: served["client"].classify(MODEL, examples))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details == "example #2: feature 'position' holds nan; inputs must be finite"
     _still_serves(served)
 
 

@@ -67,6 +67,24 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hparams", default="{}", help='model hyper-parameters as JSON, e.g. \'{"learning_rate": 0.003}\'')
     p.add_argument("--beam-pipeline-args", default="--direct_running_mode=in_memory",
                    help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...'")
+    _add_data_checks(p)
+
+
+def _add_data_checks(p: argparse.ArgumentParser) -> None:
+    # None: the defaults of IngestLimits and DayLimits, kept in one place
+    g = p.add_argument_group("what ingestion accepts, and when a day is too bad to train on")
+    g.add_argument("--max-line-bytes", type=_positive, default=None, help="longer lines are quarantined (too_large)")
+    g.add_argument("--max-field-bytes", type=_positive, default=None,
+                   help="lines with a longer field value are quarantined (too_large)")
+    g.add_argument("--dedup-key", default="",
+                   help="comma-separated fields that identify an impression (default: all its fields)")
+    g.add_argument("--keep-duplicates", action="store_true", help="count duplicate impressions but keep them")
+    g.add_argument("--max-quarantine-rate", type=float, default=None,
+                   help="stop the run as an anomaly when a larger share of the lines is quarantined (default 0.05)")
+    g.add_argument("--min-train-rows", type=int, default=None, help="stop the run when the train split is smaller")
+    g.add_argument("--min-eval-rows", type=int, default=None, help="stop the run when the eval split is smaller")
+    g.add_argument("--min-eval-clicks", type=int, default=None,
+                   help="stop the run when the eval split has fewer clicks, or fewer non-clicks")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:

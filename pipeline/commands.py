@@ -7,6 +7,8 @@ import os
 import shlex
 from typing import Any
 
+from msrec.components.anomaly_gate.day_checks import DayLimits
+from msrec.components.log_example_gen.limits import IngestLimits, dedup_fields
 from msrec.pipeline import daily, report
 from msrec.progress import show_progress
 
@@ -49,4 +51,18 @@ def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
                 auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
                 hparams=_hparams(args.hparams),
-                beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)), **extra)
+                beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
+                ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),
+                                           dedup_key=dedup_fields(args.dedup_key),
+                                           keep_duplicates=args.keep_duplicates),
+                day_limits=_day_limits(args), **extra)
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def _day_limits(args: argparse.Namespace) -> DayLimits:
+    clicks = _given(args, "min_eval_clicks")
+    return DayLimits(**_given(args, "max_quarantine_rate", "min_train_rows", "min_eval_rows"),
+                     **clicks, **({"min_eval_non_clicks": clicks["min_eval_clicks"]} if clicks else {}))

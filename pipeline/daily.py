@@ -11,6 +11,7 @@ import msrec  # noqa: F401
 from tfx import v1 as tfx
 
 from msrec.schemas.feature_config import load_feature_config
+from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.pipeline import report
 from msrec.pipeline.pipeline import DailyRun, create_pipeline
 from msrec.pipeline.run_history import max_execution_id, run_outputs
@@ -24,10 +25,11 @@ def make_run(logs_dir: str, date: str, workdir: str, feature_config: str | None 
     config_path = feature_config or os.path.join(logs_dir, "feature_config.yaml")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"feature config not found: {config_path} (pass --feature-config)")
+    config = load_feature_config(config_path)
+    vocabulary = scenario_vocabulary(logs_dir, workdir, config, options.get("ingest_limits", IngestLimits()))
     return DailyRun(logs_dir=os.path.abspath(logs_dir), date=date, workdir=os.path.abspath(workdir),
-                    feature_config_path=os.path.abspath(config_path),
-                    feature_config=load_feature_config(config_path),
-                    scenario_vocabulary=scenario_vocabulary(logs_dir, workdir), **options)
+                    feature_config_path=os.path.abspath(config_path), feature_config=config,
+                    scenario_vocabulary=vocabulary, **options)
 
 
 def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", window: int = 2,
@@ -35,6 +37,7 @@ def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", windo
     """Run the pipeline for one date; returns the report (also written to reports/<date>/)."""
     run = make_run(logs_dir, date, workdir, feature_config, model=model, window=window, **options)
     os.makedirs(run.report_dir, exist_ok=True)
+    report.clear_stale(run)
     mark = max_execution_id(run)
     started = time.time()
     error = None

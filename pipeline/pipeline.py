@@ -9,9 +9,11 @@ import msrec  # noqa: F401
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
-from msrec.components.anomaly_gate.component import AnomalyGate
+from msrec.components.anomaly_gate.component import AnomalyGate, DayGate
+from msrec.components.anomaly_gate.day_checks import DayLimits
 from msrec.components.fairness_gen.component import FairnessGen
 from msrec.components.log_example_gen.component import LogExampleGen
+from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.atomic_pusher.component import AtomicPusher
 from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
@@ -44,6 +46,8 @@ class DailyRun:
     seed: int = 0
     schema_path: str | None = None  # a TFDV schema the user curated; None: generated from the feature config
     beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)
+    ingest_limits: IngestLimits = dataclasses.field(default_factory=IngestLimits)  # sizes, duplicates
+    day_limits: DayLimits = dataclasses.field(default_factory=DayLimits)  # checked right after ingestion
     # "validation" or "transform" ends the run there: benchmarks that only need the examples
     stop_after: str = ""
 
@@ -78,14 +82,17 @@ class DailyRun:
 
 def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     example_gen = LogExampleGen(logs_dir=run.logs_dir, date=run.date, window_days=run.window,
-                                feature_config=run.feature_config_path)
+                                feature_config=run.feature_config_path, limits=run.ingest_limits)
+    day_gate = DayGate(quarantine=example_gen.outputs["quarantine"], limits=run.day_limits.to_json(),
+                       report_path=run.anomalies_path)
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics.add_upstream_node(day_gate)  # an unfit day stops before anything reads its examples
     schema_file = run.schema_path or write_schema(run.feature_config, run.generated_schema_path)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
     gate = AnomalyGate(anomalies=validator.outputs["anomalies"], report_path=run.anomalies_path)
-    components: list[Any] = [example_gen, statistics, schema, validator, gate]
+    components: list[Any] = [example_gen, day_gate, statistics, schema, validator, gate]
     if run.stop_after == "validation":
         return _pipeline(run, components)
 

@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 from msrec.pipeline.pipeline import DailyRun
 
+# From counts.json: read = accepted + quarantined + duplicates_dropped
+COUNT_KEYS = ("read", "accepted", "quarantined", "quarantine_rate", "duplicates", "duplicates_dropped")
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
@@ -51,8 +53,10 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
         "date": run.date,
         "model": run.model,
         "window": run.window,
-        "counts": {k: (counts or {}).get(k) for k in ("read", "accepted", "quarantined")},
+        "counts": {k: (counts or {}).get(k) for k in COUNT_KEYS},
         "quarantine_reasons": (counts or {}).get("reasons", {}),
+        # how much of the day could not be read: damaged (truncated, corrupt) files
+        "damaged_files": (counts or {}).get("damaged_files", []),
         "quarantine_uri": _uri_path(gen.get("quarantine")),
     }
     stats_art = outputs.get("FairnessGen", {}).get("scenario_stats")
@@ -80,8 +84,15 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
     rep["wall_s"] = round(wall_s, 2)
     if error is not None:
         anomalies = open(run.anomalies_path).read().strip() if os.path.exists(run.anomalies_path) else ""
-        rep["error"] = f"anomalies in the day's examples:\n{anomalies}" if anomalies else f"{type(error).__name__}: {error}"
+        rep["error"] = f"anomalies in the day's data:\n{anomalies}" if anomalies else f"{type(error).__name__}: {error}"
     return rep
+
+
+def clear_stale(run: DailyRun) -> None:
+    """Remove what an earlier run of the same date left that this run's report would read as its
+    own (the gates' anomalies), so a report only ever shows its run."""
+    if os.path.exists(run.anomalies_path):
+        os.remove(run.anomalies_path)
 
 
 def write(run: DailyRun, rep: Mapping[str, Any]) -> None:
@@ -128,8 +139,14 @@ def format_report(rep: Mapping[str, Any]) -> str:
     c = rep["counts"]
     lines = [f"date {rep['date']}  model {rep['model']}  window {rep['window']}  wall {rep.get('wall_s', 0):.0f}s",
              f"read {c['read']}  accepted {c['accepted']}  quarantined {c['quarantined']}"]
+    if c.get("quarantine_rate") is not None:
+        lines[-1] += (f" ({c['quarantine_rate']:.2%})  duplicates {c['duplicates']}"
+                      f" ({c['duplicates_dropped']} dropped)")
     for reason, n in sorted(rep.get("quarantine_reasons", {}).items()):
         lines.append(f"  quarantine {reason:<20} {n}")
+    for d in rep.get("damaged_files", []):
+        lines.append(f"  damaged file {d['file']}: {d['reason']}, {d['lines_read']} lines read, "
+                     + (f"{d['bytes_unread']} bytes unread" if d["bytes_unread"] else "its end is missing"))
     if "fc" in rep:
         fc = rep["fc"]
         lines.append(f"FC bootstrap={fc['bootstrap']}  mean {fc['mean']:.4f}  p10 {fc['p10']:.4f}  p90 {fc['p90']:.4f}")

@@ -1,7 +1,10 @@
-"""AnomalyGate: stops the run when ExampleValidator found anomalies, with a report naming each
-feature. TFX's ExampleValidator only records anomalies; nothing downstream reads them, so without
-this gate a day with a broken column would still train and push."""
+"""The gates that stop a bad day before anything is trained, each writing its reasons to the run's
+anomalies report. DayGate: right after ingestion, the day's counts (quarantine rate, split sizes,
+day_checks.py). AnomalyGate: ExampleValidator's anomalies, naming each feature; TFX's
+ExampleValidator only records anomalies and nothing downstream reads them, so without this gate a
+day with a broken column would still train and push."""
 
+import json
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -10,9 +13,20 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies
 
+from msrec.components.anomaly_gate.day_checks import DayLimits, day_problems
+from msrec.components.log_example_gen.component import Quarantine
+from msrec.components.log_example_gen.layout import COUNTS_FILE
+
 
 class AnomaliesFound(RuntimeError):
-    """The day's examples do not match the schema; the message is the readable report."""
+    """The day's data is unfit to train on; the message is the readable report."""
+
+
+def _write_report(report_path: str, lines: list[str]) -> None:
+    if report_path:
+        os.makedirs(os.path.dirname(report_path), exist_ok=True)
+        with open(report_path, "w") as fh:
+            fh.write("\n".join(lines) + ("\n" if lines else ""))
 
 
 def anomaly_report(anomalies_uri: str, splits: list[str]) -> list[str]:
@@ -36,9 +50,16 @@ def anomaly_report(anomalies_uri: str, splits: list[str]) -> list[str]:
 def AnomalyGate(anomalies: InputArtifact[ExampleAnomalies], report_path: Parameter[str] = "") -> None:
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     lines = anomaly_report(anomalies.uri, splits)
-    if report_path:
-        os.makedirs(os.path.dirname(report_path), exist_ok=True)
-        with open(report_path, "w") as fh:
-            fh.write("\n".join(lines) + ("\n" if lines else ""))
+    _write_report(report_path, lines)
     if lines:
         raise AnomaliesFound("the examples do not match the schema:\n  " + "\n  ".join(lines))
+
+
+@component
+def DayGate(quarantine: InputArtifact[Quarantine], limits: Parameter[str] = "", report_path: Parameter[str] = "") -> None:
+    """Stops the run when the ingested day breaks ``limits`` (DayLimits as JSON)."""
+    with open(os.path.join(quarantine.uri, COUNTS_FILE)) as fh:
+        lines = day_problems(json.load(fh), DayLimits.from_json(limits))
+    _write_report(report_path, lines)
+    if lines:
+        raise AnomaliesFound("the ingested day is unfit to train on: " + "; ".join(lines))

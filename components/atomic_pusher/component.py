@@ -3,7 +3,8 @@
 TFX's own Pusher copies file by file into ``<base>/<version>/``, so a model server polling the base
 path can see a half-written version. This one copies into a hidden temporary folder beside it and
 renames it into place (atomic on one filesystem), with a version strictly greater than any already
-there, so TF Serving (or msrec's server) only ever sees complete versions, in order.
+there, so TF Serving (or msrec's server) only ever sees complete versions, in order. A push killed
+midway leaves its hidden folder behind; the next push removes such leftovers.
 """
 from __future__ import annotations
 
@@ -27,12 +28,41 @@ def next_version(base_dir: str) -> int:
     return max([int(time.time())] + [v + 1 for v in existing])
 
 
+STAGING_PREFIX = ".staging-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def remove_stale_staging(base_dir: str) -> list[str]:
+    """Remove the staging folders of pushes that died (their process is gone, or it is this one:
+    a push of this process that is not running now failed); returns their names."""
+    removed = []
+    for name in sorted(os.listdir(base_dir)):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid = name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue  # a push in progress in another process
+        shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
 def push_atomically(model_dir: str, base_dir: str) -> tuple[int, str]:
     """Copy ``model_dir`` to ``base_dir/<version>`` atomically; returns (version, path)."""
     os.makedirs(base_dir, exist_ok=True)
+    for name in remove_stale_staging(base_dir):
+        log.warning("removed %s, left in %s by a push that did not finish", name, base_dir)
     version = next_version(base_dir)
-    staging = os.path.join(base_dir, f".staging-{version}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    staging = os.path.join(base_dir, f"{STAGING_PREFIX}{version}-{os.getpid()}")
     shutil.copytree(model_dir, staging)
     final = os.path.join(base_dir, str(version))
     os.rename(staging, final)

@@ -2,7 +2,9 @@
 
 1. ParseSideTable, GroupByKey, KeepFirstRow: side tables, one row per key, as AsDict side inputs.
 2. ParseImpressionFiles: every line of the window and lookback days, validated; malformed window
-   lines (and malformed side-table rows) go to <quarantine>/quarantine-*.jsonl.
+   lines (and malformed side-table rows) go to <quarantine>/quarantine-*.jsonl, as does the unread
+   rest of a damaged (truncated, corrupt) file. DropDuplicates: repeated impressions counted, and
+   quarantined unless kept.
 3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
 4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
    deque of past clicks.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import json
 import logging
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -31,7 +34,10 @@ from msrec.components.log_example_gen import counts as C
 from msrec.components.log_example_gen.examples import ExampleEncoder
 from msrec.components.log_example_gen.layout import (COUNTS_FILE, EXAMPLE_FILE_PREFIX, QUARANTINE_FILE_PREFIX, IngestError,
                                  IngestPlan, parse_date, plan_ingest)
-from msrec.components.log_example_gen.records import DUPLICATE_KEY, Impression, ImpressionParser, SideRowParser, quarantine_entry
+from msrec.components.log_example_gen.limits import IngestLimits
+from msrec.components.log_example_gen.reading import Damage, parsed_lines
+from msrec.components.log_example_gen.records import (DUPLICATE, DUPLICATE_KEY, Impression, ImpressionParser,
+                                                    SideRowParser, quarantine_entry)
 from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
 from msrec.components.log_example_gen.splits import EVAL, SPLITS, TRAIN, last_fifth_threshold, split_by_day, split_by_ts
 
@@ -44,13 +50,6 @@ ENCODE_BATCH = 512  # examples per call of the C++ encoder; amortises its per-ca
 _log = logging.getLogger(__name__)
 
 
-def _lines(path: str) -> Iterator[bytes]:
-    """The lines of a (possibly compressed) file, without their terminators."""
-    with FileSystems.open(path) as fh:  # compression detected from the extension
-        for raw in iter(fh.readline, b""):
-            yield raw.rstrip(b"\r\n")
-
-
 class ParseImpressionFiles(beam.DoFn):
     """Reads whole impression files (so each line keeps its number) and validates every line.
 
@@ -59,13 +58,14 @@ class ParseImpressionFiles(beam.DoFn):
     were quarantined by their own day's run, and are merely counted here.
     """
 
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, limits: IngestLimits):
         self._config = config
+        self._limits = limits
 
     def setup(self) -> None:
-        self._parser = ImpressionParser(self._config)
+        self._parser = ImpressionParser(self._config, self._limits)
         self._read = {w: Metrics.counter(NAMESPACE, ("" if w else C.LOOKBACK) + C.READ) for w in (True, False)}
-        self._accepted = Metrics.counter(NAMESPACE, C.ACCEPTED)
+        self._accepted = Metrics.counter(NAMESPACE, C.VALID)
         self._quarantined = Metrics.counter(NAMESPACE, "quarantined")
         self._reasons: dict[str, Any] = {}
 
@@ -74,12 +74,17 @@ class ParseImpressionFiles(beam.DoFn):
         day = dt.date.fromisoformat(day_iso)
         prefix = "" if in_window else C.LOOKBACK
         tally: collections.Counter[str] = collections.Counter()
-        for line_no, raw in enumerate(_lines(path), start=1):
+        parse = functools.partial(self._parser.parse, day=day, in_window=in_window)
+        for _, result in parsed_lines(path, self._limits, parse):
+            if isinstance(result, Damage):
+                if in_window:
+                    for key, n in C.damage_tallies(result, path):
+                        yield TaggedOutput(COUNTS, (key, n))
+                continue
             tally[C.READ] += 1
             self._read[in_window].inc()
-            result = self._parser.parse(raw, file=path, line_no=line_no, day=day, in_window=in_window)
             if isinstance(result, Impression):
-                tally[C.ACCEPTED] += 1
+                tally[C.VALID] += 1
                 if in_window:
                     self._accepted.inc()
                     yield result
@@ -103,24 +108,28 @@ class ParseImpressionFiles(beam.DoFn):
 class ParseSideTable(beam.DoFn):
     """Side-table file -> (key, (file, line_no, raw, row)); malformed rows go to quarantine."""
 
-    def __init__(self, config: FeatureConfig, table: str):
+    def __init__(self, config: FeatureConfig, table: str, limits: IngestLimits):
         self._config = config
         self._table = table
+        self._limits = limits
 
     def setup(self) -> None:
-        self._parser = SideRowParser(self._config, self._table, SIDE_TABLE_KEYS[self._table])
+        self._parser = SideRowParser(self._config, self._table, SIDE_TABLE_KEYS[self._table], self._limits)
 
     def process(self, path: str) -> Iterator[Any]:
         tally: collections.Counter[str] = collections.Counter()
-        for line_no, raw in enumerate(_lines(path), start=1):
+        for line, result in parsed_lines(path, self._limits, self._parser.parse):
+            if isinstance(result, Damage):
+                for key, n in C.damage_tallies(result, path):
+                    yield TaggedOutput(COUNTS, (key, n))
+                continue
             tally[C.READ] += 1
-            result = self._parser.parse(raw, file=path, line_no=line_no)
             if isinstance(result, dict):
                 tally[C.REASON + result["reason"]] += 1
                 yield TaggedOutput(QUARANTINE, result)
             else:
                 key, row = result
-                yield key, (path, line_no, raw, row)
+                yield key, (path, line.line_no, line.raw, row)
         for key, n in tally.items():
             yield TaggedOutput(COUNTS, (C.side_key(self._table, key), n))
 
@@ -139,6 +148,30 @@ class KeepFirstRow(beam.DoFn):
             detail = f"{SIDE_TABLE_KEYS[self._table]} {key!r} already defined at {first[0]}:{first[1]}"
             yield TaggedOutput(QUARANTINE, quarantine_entry(DUPLICATE_KEY, detail, path, line_no, raw))
             yield TaggedOutput(COUNTS, (C.side_key(self._table, C.REASON + DUPLICATE_KEY), 1))
+
+
+class DropDuplicates(beam.DoFn):
+    """(dedup key, records) -> the first record in file order; the repeats are counted, and kept or
+    quarantined with their reason (window lines only: lookback lines were reported by their own day)."""
+
+    def __init__(self, limits: IngestLimits):
+        self._keep = limits.keep_duplicates
+        self._key = limits.describe_key()
+
+    def process(self, element: tuple[str, Iterable[Impression]]) -> Iterator[Any]:
+        _, records = element
+        first, *repeats = sorted(records, key=lambda r: (r.file, r.line_no))
+        yield first
+        for r in repeats:
+            prefix = "" if r.in_window else C.LOOKBACK
+            yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES, 1))
+            if self._keep:
+                yield r
+                continue
+            yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES_DROPPED, 1))
+            if r.in_window:
+                detail = f"same {self._key} as {first.file}:{first.line_no}"
+                yield TaggedOutput(QUARANTINE, quarantine_entry(DUPLICATE, detail, r.file, r.line_no, b""))
 
 
 class JoinSideTables(beam.DoFn):
@@ -186,10 +219,14 @@ class EncodeExamples(beam.DoFn):
 
     def process(self, batch: list[tuple[Impression, tuple[Behaviour, ...]]],
                 threshold: int | None = None) -> Iterator[Any]:
+        clicks: collections.Counter[str] = collections.Counter()
         for (record, _), serialized in zip(batch, self._encoder.encode(batch)):
             split = split_by_day(record, self._eval_day) if self._eval_day else split_by_ts(record, threshold)
             self._written[split].inc()
+            clicks[split] += record.click
             yield TaggedOutput(split, serialized)
+        for split, n in clicks.items():
+            yield TaggedOutput(COUNTS, (C.CLICKS + split, n))
 
 
 def _count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
@@ -202,9 +239,9 @@ def _write_counts(flat: dict[str, int], plan: IngestPlan, path: str) -> None:
 
 
 def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureConfig,
-                          examples_dir: str, quarantine_dir: str) -> None:
+                          examples_dir: str, quarantine_dir: str, limits: IngestLimits = IngestLimits()) -> None:
     """Adds the ingestion of ``plan`` to ``p``: examples under ``examples_dir``, quarantine-*.jsonl
-    and counts.json under ``quarantine_dir``."""
+    and counts.json under ``quarantine_dir``; ``limits``: line and field sizes, duplicates."""
     tallies: list[beam.PCollection] = []
     quarantines: list[beam.PCollection] = []
 
@@ -212,16 +249,21 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
     parsed = (p
               | "ImpressionFiles" >> beam.Create(files)
               | "SpreadFiles" >> beam.Reshuffle()
-              | "ParseImpressions" >> beam.ParDo(ParseImpressionFiles(config)).with_outputs(
+              | "ParseImpressions" >> beam.ParDo(ParseImpressionFiles(config, limits)).with_outputs(
                   QUARANTINE, COUNTS, main="records"))
-    tallies.append(parsed[COUNTS])
-    quarantines.append(parsed[QUARANTINE])
+    deduped = (parsed["records"]
+               | "KeyByDedupKey" >> beam.Map(lambda r: (r.dedup_key, r))
+               | "GroupDuplicates" >> beam.GroupByKey()
+               | "DropDuplicates" >> beam.ParDo(DropDuplicates(limits)).with_outputs(
+                   QUARANTINE, COUNTS, main="records"))
+    tallies += [parsed[COUNTS], deduped[COUNTS]]
+    quarantines += [parsed[QUARANTINE], deduped[QUARANTINE]]
 
     side_inputs = {}
     for table, path in plan.side_tables.items():
         rows = (p
                 | f"{table}File" >> beam.Create([path])
-                | f"Parse_{table}" >> beam.ParDo(ParseSideTable(config, table)).with_outputs(
+                | f"Parse_{table}" >> beam.ParDo(ParseSideTable(config, table, limits)).with_outputs(
                     QUARANTINE, COUNTS, main="rows"))
         unique = (rows["rows"]
                   | f"GroupKeys_{table}" >> beam.GroupByKey()
@@ -232,7 +274,7 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
         quarantines += [rows[QUARANTINE], unique[QUARANTINE]]
         side_inputs[table] = beam.pvalue.AsDict(unique["unique"])
 
-    joined = parsed["records"] | "JoinSideTables" >> beam.ParDo(
+    joined = deduped["records"] | "JoinSideTables" >> beam.ParDo(
         JoinSideTables(list(plan.side_tables)), **side_inputs).with_outputs(COUNTS, main="joined")
     tallies.append(joined[COUNTS])
 
@@ -245,14 +287,15 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
 
     if len(plan.window) >= 2:
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, eval_day=plan.date.isoformat())).with_outputs(*SPLITS)
+            EncodeExamples(config, eval_day=plan.date.isoformat())).with_outputs(COUNTS, *SPLITS)
     else:
-        threshold = (parsed["records"]
+        threshold = (deduped["records"]
                      | "WindowTs" >> beam.FlatMap(lambda r: [r.ts] if r.in_window else [])
                      | "AllTs" >> beam.combiners.ToList()
                      | "LastFifth" >> beam.Map(last_fifth_threshold))
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, eval_day=None), beam.pvalue.AsSingleton(threshold)).with_outputs(*SPLITS)
+            EncodeExamples(config, eval_day=None), beam.pvalue.AsSingleton(threshold)).with_outputs(COUNTS, *SPLITS)
+    tallies.append(encoded[COUNTS])
 
     for split in (TRAIN, EVAL):
         out = encoded[split]
@@ -291,11 +334,13 @@ def _check_fresh(examples_dir: str, quarantine_dir: str) -> None:
 
 def run_ingest(logs_dir: str, date: str, window_days: int, feature_config_path: str,
                examples_dir: str, quarantine_dir: str, beam_pipeline_args: Sequence[str] = (),
-               *, make_pipeline: Callable[[], beam.Pipeline] | None = None) -> dict[str, Any]:
+               *, limits: IngestLimits = IngestLimits(),
+               make_pipeline: Callable[[], beam.Pipeline] | None = None) -> dict[str, Any]:
     """Ingest the window ending on ``date`` and return the counts (also written to counts.json).
 
     ``make_pipeline`` lets a TFX executor supply its own configured pipeline; otherwise one is
     built from ``beam_pipeline_args`` (any runner: DirectRunner in_memory / multi_processing ...).
+    ``limits``: line and field sizes, and how duplicates are found and handled.
     Raises IngestError when the inputs are unusable or the counts do not add up.
     """
     config = load_feature_config(feature_config_path)
@@ -305,7 +350,7 @@ def run_ingest(logs_dir: str, date: str, window_days: int, feature_config_path: 
               [d.day.isoformat() for d in plan.window], len(plan.lookback), logs_dir)
     pipeline = make_pipeline() if make_pipeline else beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args)))
     with pipeline as p:
-        build_ingest_pipeline(p, plan, config, examples_dir, quarantine_dir)
+        build_ingest_pipeline(p, plan, config, examples_dir, quarantine_dir, limits=limits)
     counts = read_counts(quarantine_dir)
     C.check(counts)
     _log.info("ingested %s: read %d, accepted %d, quarantined %d %s, splits %s", date, counts["read"],

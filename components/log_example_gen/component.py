@@ -19,10 +19,11 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from tfx.types.system_artifacts import Dataset
 
 from msrec.components.log_example_gen.beam_ingest import run_ingest
+from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.splits import SPLITS
 
 # Counts copied onto both artifacts as custom properties, so MLMD queries can see them.
-COUNT_PROPERTIES = ("read", "accepted", "quarantined", "lookback_quarantined")
+COUNT_PROPERTIES = ("read", "accepted", "quarantined", "duplicates", "lookback_quarantined")
 
 
 class Quarantine(types.Artifact):
@@ -39,6 +40,7 @@ class LogExampleGenSpec(ComponentSpec):
         "date": ExecutionParameter(type=str),
         "window_days": ExecutionParameter(type=int),
         "feature_config": ExecutionParameter(type=str),
+        "limits": ExecutionParameter(type=str),  # IngestLimits as JSON
     }
     INPUTS: dict[str, ChannelParameter] = {}
     OUTPUTS = {
@@ -57,6 +59,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             date=exec_properties["date"],
             window_days=int(exec_properties["window_days"]),
             feature_config_path=exec_properties["feature_config"],
+            limits=IngestLimits.from_json(exec_properties["limits"]),
             examples_dir=examples.uri,
             quarantine_dir=quarantine.uri,
             make_pipeline=self._make_beam_pipeline,
@@ -76,14 +79,17 @@ class LogExampleGen(base_beam_component.BaseBeamComponent):
     """Ingests the window of day folders ending on ``date`` from ``logs_dir``.
 
     ``feature_config``: path of the feature config YAML (msrec.schemas.feature_config) naming the columns.
+    ``limits``: line and field sizes, and how duplicate impressions are found and handled.
     """
 
     SPEC_CLASS = LogExampleGenSpec
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-    def __init__(self, logs_dir: str, date: str, window_days: int, feature_config: str):
+    def __init__(self, logs_dir: str, date: str, window_days: int, feature_config: str,
+                 limits: IngestLimits = IngestLimits()):
         spec = LogExampleGenSpec(
             logs_dir=logs_dir, date=date, window_days=window_days, feature_config=feature_config,
+            limits=limits.to_json(),
             examples=types.Channel(type=standard_artifacts.Examples),
             quarantine=types.Channel(type=Quarantine),
         )

@@ -73,7 +73,8 @@ def _impression_files_by_day(logs_dir: str) -> dict[dt.date, tuple[str, ...]]:
     return {day: tuple(sorted(files)) for day, files in by_day.items()}
 
 
-def _side_table(logs_dir: str, table: str) -> str | None:
+def side_table_path(logs_dir: str, table: str) -> str | None:
+    """``<logs_dir>/<table>.jsonl``, or its ``.jsonl.gz``; None when there is neither."""
     for suffix in IMPRESSION_SUFFIXES:
         path = _join(logs_dir, table + suffix)
         if FileSystems.exists(path):
@@ -104,7 +105,7 @@ def plan_ingest(logs_dir: str, date: dt.date, window_days: int, config: FeatureC
         columns = [f.name for f in config.from_source(table)]
         if not columns:
             continue
-        path = _side_table(logs_dir, table)
+        path = side_table_path(logs_dir, table)
         if path is None:
             raise IngestError(f"side table {table}.jsonl[.gz] not found in {logs_dir}, "
                               f"but the feature config reads {columns} from it")

@@ -6,13 +6,16 @@ Every line ends up as exactly one of: an accepted record, or a quarantine entry.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from msrec.schemas.feature_config import REQUIRED_FIELDS, SIDE_TABLE_KEYS, Feature, FeatureConfig
+from msrec.components.log_example_gen.limits import IngestLimits
 
 # Reason codes of quarantined impression lines, in the order the checks run.
+TOO_LARGE = "too_large"
 BAD_JSON = "bad_json"
 UNDECODABLE_BYTES = "undecodable_bytes"
 NOT_AN_OBJECT = "not_an_object"
@@ -20,12 +23,18 @@ MISSING_FIELD = "missing_field"
 BAD_TYPE = "bad_type"
 BAD_CLICK = "bad_click"
 BAD_TS = "bad_ts"
+# The unreadable rest of a damaged file (reading.py) is quarantined as one record under these.
+TRUNCATED_FILE = "truncated_file"
+CORRUPT_FILE = "corrupt_file"
+FILE_REASONS: tuple[str, ...] = (TRUNCATED_FILE, CORRUPT_FILE)
 IMPRESSION_REASONS: tuple[str, ...] = (
-    UNDECODABLE_BYTES, BAD_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_TYPE, BAD_CLICK, BAD_TS)
+    TOO_LARGE, UNDECODABLE_BYTES, BAD_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_TYPE, BAD_CLICK, BAD_TS) + FILE_REASONS
 # Side-table rows fail the same structural checks, and a key may be repeated.
 DUPLICATE_KEY = "duplicate_key"
 SIDE_REASONS: tuple[str, ...] = (
-    UNDECODABLE_BYTES, BAD_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_TYPE, DUPLICATE_KEY)
+    TOO_LARGE, UNDECODABLE_BYTES, BAD_JSON, NOT_AN_OBJECT, MISSING_FIELD, BAD_TYPE, DUPLICATE_KEY) + FILE_REASONS
+# A repeated impression (same dedup key as an earlier line) is counted, and dropped unless kept.
+DUPLICATE = "duplicate"
 
 RAW_PREVIEW_CHARS = 500
 _MS_PER_DAY = 86_400_000
@@ -48,6 +57,7 @@ class Impression(NamedTuple):
     in_window: bool  # False for lookback days: used only as past behaviour
     file: str
     line_no: int
+    dedup_key: str = ""  # digest of the fields that identify the impression (IngestLimits.dedup_key)
 
 
 class BadValue(ValueError):
@@ -94,7 +104,9 @@ def _categorical(name: str, value: Any) -> str:
     raise BadValue(BAD_TYPE, f"{name}: expected a string or an integer, got {type(value).__name__}")
 
 
-def _decode_object(raw: bytes) -> dict[str, Any]:
+def _decode_object(raw: bytes, size: int, limits: IngestLimits) -> dict[str, Any]:
+    if size > limits.max_line_bytes:  # before decoding: only a prefix of such a line was kept
+        raise BadValue(TOO_LARGE, f"line of {size} bytes, above the limit of {limits.max_line_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -107,7 +119,22 @@ def _decode_object(raw: bytes) -> dict[str, Any]:
         raise BadValue(BAD_JSON, f"{e.msg} at column {e.colno}") from None
     if not isinstance(obj, dict):
         raise BadValue(NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, not an object")
+    if size > limits.max_field_bytes:  # a decoded value is never longer than the line holding it
+        _check_field_sizes(obj, limits.max_field_bytes)
     return obj
+
+
+def _check_field_sizes(obj: Mapping[str, Any], limit: int) -> None:
+    for name, value in obj.items():
+        size = len(json.dumps(value, ensure_ascii=False).encode()) if isinstance(value, (list, dict)) \
+            else len(value.encode("utf-8", errors="surrogatepass")) if isinstance(value, str) else 0
+        if size > limit:
+            raise BadValue(TOO_LARGE, f"{name}: {size} bytes, above the field limit of {limit}")
+
+
+def _dedup_digest(obj: Mapping[str, Any], fields: Sequence[str]) -> str:
+    chosen = {f: obj.get(f) for f in fields} if fields else obj
+    return hashlib.blake2b(json.dumps(chosen, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
 def _require_id(obj: Mapping[str, Any], name: str) -> str:
@@ -129,20 +156,23 @@ class ImpressionParser:
     of the line are ignored.
     """
 
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, limits: IngestLimits = IngestLimits()):
         self._required_context = [f for f in config.from_source("impression") if f.name not in _ID_FIELDS]
         self._passthrough = tuple(config.passthrough)
+        self._limits = limits
 
-    def parse(self, raw: bytes, *, file: str, line_no: int, day: dt.date,
-              in_window: bool) -> Impression | dict[str, Any]:
-        """An Impression, or a quarantine entry (a dict with ``reason``) when the line is malformed."""
+    def parse(self, raw: bytes, *, file: str, line_no: int, day: dt.date, in_window: bool,
+              size: int | None = None) -> Impression | dict[str, Any]:
+        """An Impression, or a quarantine entry (a dict with ``reason``) when the line is malformed.
+        ``size``: the line's full length when ``raw`` is only its prefix (reading.Line)."""
         try:
-            return self._parse(raw, file=file, line_no=line_no, day=day, in_window=in_window)
+            return self._parse(raw, size=len(raw) if size is None else size, file=file, line_no=line_no,
+                               day=day, in_window=in_window)
         except BadValue as e:
             return quarantine_entry(e.reason, e.detail, file, line_no, raw)
 
-    def _parse(self, raw: bytes, *, file: str, line_no: int, day: dt.date, in_window: bool) -> Impression:
-        obj = _decode_object(raw)
+    def _parse(self, raw: bytes, *, size: int, file: str, line_no: int, day: dt.date, in_window: bool) -> Impression:
+        obj = _decode_object(raw, size, self._limits)
         missing = [f for f in REQUIRED_FIELDS if obj.get(f) is None]
         missing += [f.name for f in self._required_context if obj.get(f.name) is None]
         if missing:
@@ -164,7 +194,7 @@ class ImpressionParser:
         _check_ts(ts, day)
         return Impression(ts=ts, user_id=features["user_id"], click=click, features=features,
                           passthrough=passthrough, day=day.isoformat(), in_window=in_window,
-                          file=file, line_no=line_no)
+                          file=file, line_no=line_no, dedup_key=_dedup_digest(obj, self._limits.dedup_key))
 
 
 def _check_ts(ts: int, day: dt.date) -> None:
@@ -198,15 +228,17 @@ def join_side_rows(features: Mapping[str, Any], side: Mapping[str, Mapping[str, 
 class SideRowParser:
     """Parses a side-table row into (key, {feature: value}) keeping only the config's columns of it."""
 
-    def __init__(self, config: FeatureConfig, table: str, key: str):
+    def __init__(self, config: FeatureConfig, table: str, key: str, limits: IngestLimits = IngestLimits()):
         self.table = table
         self.key = key
         self._columns: Sequence[Feature] = config.from_source(table)
+        self._limits = limits
 
-    def parse(self, raw: bytes, *, file: str, line_no: int) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+    def parse(self, raw: bytes, *, file: str, line_no: int,
+              size: int | None = None) -> tuple[str, dict[str, Any]] | dict[str, Any]:
         """(key, row), or a quarantine entry (a dict with ``reason``)."""
         try:
-            obj = _decode_object(raw)
+            obj = _decode_object(raw, len(raw) if size is None else size, self._limits)
             key = _require_id(obj, self.key)
             row = {f.name: normalise(f, obj[f.name]) for f in self._columns if obj.get(f.name) is not None}
         except BadValue as e:

@@ -38,7 +38,9 @@ class ConfigError(ValueError):
 
 SHOWN_CHARS = 100  # of one user-supplied string in a message
 SHOWN_ITEMS = 5  # of a user-supplied list in a message
-MAX_MESSAGE_CHARS = 2000  # of a whole status message: gRPC refuses trailing metadata over 8 KiB
+# of a whole status message, in UTF-8 bytes: gRPC percent-encodes every non-ASCII byte (3 characters
+# each) into the trailing metadata, and refuses metadata over 8 KiB
+MAX_STATUS_BYTES = 2000
 
 
 def clip(text: str, limit: int = SHOWN_CHARS) -> str:
@@ -61,3 +63,11 @@ def shown_list(values: Iterable[object], limit: int = SHOWN_ITEMS) -> str:
     items = list(values)
     more = [f"... {len(items) - limit} more"] if len(items) > limit else []
     return "[" + ", ".join([shown(v) for v in items[:limit]] + more) + "]"
+
+
+def status_message(message: str) -> str:
+    """A whole status message kept under gRPC's metadata limit: the last guard after ``shown``."""
+    data = message.encode("utf-8")
+    if len(data) <= MAX_STATUS_BYTES:
+        return message
+    return data[:MAX_STATUS_BYTES].decode("utf-8", "ignore") + f"... ({len(data)} bytes)"

@@ -26,8 +26,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2, status_pb2)
 
 from msrec.serving.config import ModelServerConfig, config_from_flags
-from msrec.serving.errors import (MAX_MESSAGE_CHARS, ConfigError, FailedPrecondition, InvalidArgument, ServingError,
-                                  Unimplemented, clip, shown_list)
+from msrec.serving.errors import (ConfigError, FailedPrecondition, InvalidArgument, ServingError, Unimplemented,
+                                  shown_list, status_message)
 from msrec.serving.limits import (DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_SEQUENCE_LENGTH,
                                   RequestLimits)
 from msrec.serving.model_manager import ModelManager, ServerCore
@@ -48,7 +48,7 @@ def _answer(context: grpc.ServicerContext, method: str, work: Callable[[], T]) -
     except Exception as e:  # noqa: BLE001 - a failing request must not take the server down
         log.exception("%s failed", method)
         code, message = grpc.StatusCode.INTERNAL, f"{method} failed inside the server: {type(e).__name__}: {e}"
-    context.abort(code, clip(message, MAX_MESSAGE_CHARS))  # raises: the RPC ends with this status
+    context.abort(code, status_message(message))  # raises: the RPC ends with this status
 
 
 def _route(core: ServerCore, spec: model_pb2.ModelSpec) -> tuple[ModelManager, int | None, str | None]:
@@ -144,11 +144,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             try:
                 self._core.reload(request.config)
             except ConfigError as e:
-                log.error("config reload refused: %s", clip(str(e), MAX_MESSAGE_CHARS))
+                log.error("config reload refused: %s", status_message(str(e)))
                 raise InvalidArgument(f"config reload refused: {e}") from e
             failures = self._core.load_failures()
-            if failures:  # the config holds, and the failed versions are retried; but say so
-                log.error("config reloaded, but %s", "; ".join(failures))
+            if failures:  # the config holds (versions not given up are retried), but nothing serves
+                log.error("config reloaded, but %s", status_message("; ".join(failures)))
                 raise FailedPrecondition("config reloaded, but " + "; ".join(failures))
             log.info("config reloaded: serving %s", ", ".join(self._core.model_names))
             return model_management_pb2.ReloadConfigResponse(

@@ -12,7 +12,7 @@ from tensorflow.core.framework import tensor_pb2, types_pb2
 from msrec.serving import tfs_protos
 from msrec.serving.config import (config_from_flags, desired_versions, load_model_server_config,
                                   parse_model_server_config)
-from msrec.serving.errors import ConfigError, InvalidArgument, shown, shown_list
+from msrec.serving.errors import ConfigError, InvalidArgument, shown, shown_list, status_message
 from msrec.serving.limits import DEFAULT_MAX_CANDIDATES, RequestLimits
 from msrec.serving.tensors import InputSpec, check_request_tensors, to_ndarray, to_tensor_proto
 from support.serving import REPO
@@ -142,6 +142,9 @@ def test_user_strings_in_messages_are_cut():
         check_request_tensors(request_, SPECS, "s" * 10_000, LIMITS)
     assert len(info.value.message) < 1000
     assert "unknown input(s) ['" + "n" * 100 + "'... (10000 characters)]" in info.value.message
+    # the last guard on a whole message counts UTF-8 bytes: gRPC percent-encodes each non-ASCII one
+    cut = status_message("\u4e2d" * 5000)
+    assert cut == "\u4e2d" * 666 + "... (15000 bytes)" and status_message("short") == "short"
 
 
 # ---- models.config -----------------------------------------------------------------------------

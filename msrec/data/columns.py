@@ -9,7 +9,7 @@ from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig
 
 # Fields of an impression line, in the order they are written.
 IMPRESSION_FIELDS = ("ts", "user_id", "item_id", "scenario_id", "click", "impression_id", "position", "hour",
-                     "device")
+                     "device", "session_id")
 USER_COLUMNS = ("user_id", "gender", "age_bucket", "city", "is_new_user")
 ITEM_COLUMNS = ("item_id", "category", "brand", "price_bucket")
 SCENARIO_COLUMNS = ("scenario_id", "scenario_type", "theme")
@@ -44,5 +44,6 @@ def dataset_feature_config() -> FeatureConfig:
                                 scenario_features=("scenario_id", "scenario_type")),
         distribution_features=("scenario_id", "gender", "city", "is_new_user"),
         scenario_specific_features=("scenario_id", "scenario_type", "theme", "position"),
-        passthrough=("impression_id",),
+        # carried into the examples for analysis, never a model input
+        passthrough=("impression_id", "session_id"),
     )

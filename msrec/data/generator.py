@@ -5,10 +5,10 @@ Output layout::
     OUT/logs/YYYY-MM-DD/impressions-00000.jsonl ...   one JSON object per line, <= 250k lines a shard
     OUT/logs/users.jsonl, items.jsonl, scenarios.jsonl  side tables (0.5% of ids left out on purpose)
     OUT/logs/feature_config.yaml                        the dataset's feature config
-    OUT/truth/probabilities/YYYY-MM-DD.csv              impression_id,scenario_id,item_id,p_click,click
+    OUT/truth/probabilities/YYYY-MM-DD.csv              impression_id,scenario_id,item_id,p_click,click,forced
     OUT/truth/interventions.jsonl                       {date, item_id, scenario_id, extra_impressions}
-    OUT/truth/world.json                                configuration of the world behind the logs
     OUT/truth/corruptions.json                          {reason: count} of deliberately broken lines
+    OUT/world.json                                      the world card: every knob and what the seed drew
 
 Generative model (what the papers' models can exploit is real in the true click probability):
 
@@ -22,23 +22,33 @@ Generative model (what the papers' models can exploit is real in the true click 
   feed. 11.21% of users are loyal to one home scenario (SAR-Net Table 2: users visiting fewer than
   two scenarios). Items with a category, a brand (inside one category, setting the price level), a
   price bucket, a Zipf popularity and a quality term.
-* Traffic (``traffic.py``). A day is a stream of journeys: a user drawn by activity makes several
-  page views (loyal users in their home scenario, others in scenarios drawn by share), each showing
-  a slate at positions 1..n (page size by scenario type, so impression shares match the configured
-  shares). A slate mixes the user's interests in that scenario type, the scenario's theme and global
-  popularity, as the logged production recommender would. Times follow a diurnal curve.
-* Clicks (``clicks.py``): Bernoulli draws from p = sigmoid(logit), the logit summing the
-  scenario offset, interest, item quality, the user's propensity, implicit-pattern tables
-  (gender x age x scenario type, price bucket x city tier, new user x scenario type, device x
-  scenario type), an hour-of-day wave, a theme bonus and a position decay. The scenario offsets are
-  solved numerically so each scenario's organic CTR is its base CTR; the oracle AUC is 0.75-0.77.
+* Traffic (``traffic.py``). A day is a stream of journeys (sessions, logged as ``session_id``): a
+  user drawn by activity arrives with an intent (a category by their overall taste, and maybe a cheap
+  or premium price level) and makes several page views (loyal users in their home scenario, others
+  in scenarios drawn by share), each showing a slate at positions 1..n (page size by scenario type,
+  so impression shares match the configured shares). A slate mixes the user's interests in that
+  scenario type, the scenario's theme and global popularity, as the logged production recommender
+  would; a search slate also shows the intent the user typed. Times follow a diurnal curve.
+* Clicks (``clicks.py``): Bernoulli draws from p = sigmoid(logit). Interest, item quality, price
+  and position act through slopes drawn per scenario around shared means (so a scenario's mapping
+  is not its type's), scaled jointly by scenario type and user population (new user, city tier,
+  age: interactions, not offsets); price sensitivity is reversed in about a fifth of the scenarios,
+  the smallest one included (negative transfer for a shared model). The intent raises clicks on its
+  category and price level; the journey's last click raises clicks on related items, by scenario
+  type (a cart page on complements, a detail page on the same category), so clicks are drawn page
+  by page. Implicit-pattern tables (gender x age x type, new user x type, device x type), an
+  hour-of-day wave and a theme bonus add to the logit. The scenario offsets are solved numerically
+  so each scenario's organic CTR is its base CTR; the oracle AUC is about 0.76.
+* Feedback loop (optional, off by default): ``scorer`` re-ranks a wider organic candidate set with
+  a model (e.g. the previous day's), so what was over-exposed keeps being shown.
 * Manual intervention (SAR-Net's intervention bias): on promotion days (every other day, the
   phase set by the seed) a pool of six items from the top 20% by popularity is forced into random
   slots of about 30% of the scenarios, 4% of the scenario's day per item, shown to whoever is
   there. Organic slates match users' tastes and forced slots do not, so the items' observed CTR
   there falls below both the scenario's average and their own CTR elsewhere (typically to
   0.3-0.7x of each). Every
-  (date, item, scenario) is recorded in ``truth/interventions.jsonl``.
+  (date, item, scenario) is recorded in ``truth/interventions.jsonl`` and every forced impression
+  is flagged (``forced``) in the truth probabilities.
 * ``--corrupt-fraction F`` replaces that share of lines with broken ones (``corrupt.py``), counted
   by reason in ``truth/corruptions.json``; their impressions are absent from the truth files.
 
@@ -54,22 +64,26 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from msrec.data import clicks, corrupt, traffic, truth
+from msrec.data.card import world_card
 from msrec.data.columns import dataset_feature_config
 from msrec.data.traffic import Impressions
-from msrec.data.world import AGE_BUCKETS, CATEGORIES, DEVICES, GENDERS, LOYAL_USER_FRACTION, SCENARIO_TYPES, \
-    World, build_world
+from msrec.data.world import AGE_BUCKETS, CATEGORIES, DEVICES, GENDERS, SCENARIO_TYPES, World, build_world
 from msrec.schemas.feature_config import save_feature_config
 
 LOGS = "logs"
 SHARD_LINES = 250_000
 FEATURE_CONFIG = "feature_config.yaml"
 MAX_SCENARIOS = 1000  # the feature config's scenario vocabulary
+# The logging policy's model for a day: (date, candidate columns user_id / scenario_id / item_id
+# (ids as logged), hour, device) -> one score per candidate (higher shown first), or None.
+Scorer = Callable[[dt.date, dict[str, np.ndarray]], Optional[np.ndarray]]
 
 
 class GenerateError(ValueError):
@@ -152,6 +166,12 @@ def _day_start_ms(date: dt.date) -> int:
     return int(dt.datetime(date.year, date.month, date.day, tzinfo=dt.timezone.utc).timestamp() * 1000)
 
 
+def _session_ids(prefix: str, session: np.ndarray, width: int) -> list[str]:
+    """The session id string of each impression (each distinct one formatted once)."""
+    distinct, inverse = np.unique(session, return_inverse=True)
+    return np.asarray([f"{prefix}-j{j:0{width}d}" for j in distinct.tolist()], dtype=object)[inverse].tolist()
+
+
 def _log_lines(world: World, date: dt.date, imps: Impressions, click: np.ndarray, first: int,
                width: int) -> tuple[list[str], list[str]]:
     """JSON lines and impression ids of impressions ``first``.. of a day (string work only)."""
@@ -167,23 +187,37 @@ def _log_lines(world: World, date: dt.date, imps: Impressions, click: np.ndarray
         imps.position.tolist(),
         imps.hour.tolist(),
         np.asarray(DEVICES, dtype=object)[imps.device].tolist(),
+        _session_ids(prefix, imps.session, width),
     )
     lines = [f'{{"ts":{t},"user_id":"{u}","item_id":"{i}","scenario_id":"{s}","click":{c},'
-             f'"impression_id":"{k}","position":{p},"hour":{h},"device":"{d}"}}'
-             for k, t, u, i, s, c, p, h, d in columns]
+             f'"impression_id":"{k}","position":{p},"hour":{h},"device":"{d}","session_id":"{j}"}}'
+             for k, t, u, i, s, c, p, h, d, j in columns]
     return lines, ids
 
 
+def _index_scorer(world: World, date: dt.date, scorer: Scorer) -> traffic.IndexScorer:
+    """The day's scorer on the traffic simulator's index arrays (ids as the logs write them)."""
+    def score(user: np.ndarray, scenario: np.ndarray, item: np.ndarray, hour: np.ndarray,
+              device: np.ndarray) -> np.ndarray | None:
+        return scorer(date, {
+            "user_id": np.asarray(world.users.ids, dtype=object)[user],
+            "scenario_id": np.asarray(world.scenarios.ids, dtype=object)[scenario],
+            "item_id": np.asarray(world.items.ids, dtype=object)[item],
+            "hour": hour, "device": np.asarray(DEVICES, dtype=object)[device]})
+    return score
+
+
 def _write_day(world: World, model: clicks.ClickModel, date: dt.date, day: int, seed: int, n: int,
-               promotion: bool, corrupt_fraction: float, logs: Path, truth_root: Path, bar: tqdm
-               ) -> tuple[list[traffic.Intervention], Counter]:
+               promotion: bool, corrupt_fraction: float, scorer: Scorer | None, logs: Path, truth_root: Path,
+               bar: tqdm) -> tuple[list[traffic.Intervention], Counter]:
     rng = _rng(seed, 4, day)
-    imps = traffic.simulate_day(world, rng, n)
+    imps = traffic.simulate_day(world, rng, n, None if scorer is None else _index_scorer(world, date, scorer))
     interventions: list[traffic.Intervention] = []
     if promotion:
         imps, interventions = traffic.intervene(world, rng, imps)
-    p_click = model.p_click(world, imps)
-    click = (rng.random(n) < p_click).astype(np.int64)
+    p_click, drawn = clicks.draw_clicks(model, world, imps, rng)
+    click = drawn.astype(np.int64)
+    forced = imps.intervened.astype(np.int64)
     corrupt_rng = _rng(seed, 5, day)
     broken, reasons = corrupt.plan(corrupt_rng, n, corrupt_fraction)
     width = max(7, len(str(n - 1)))
@@ -208,40 +242,23 @@ def _write_day(world: World, model: clicks.ClickModel, date: dt.date, day: int, 
             keep = part[valid]
             scen = np.asarray(world.scenarios.ids, dtype=object)[imps.scenario[keep]].tolist()
             item = np.asarray(world.items.ids, dtype=object)[imps.item[keep]].tolist()
-            csv.write("".join(f"{ids[k - first]},{s},{i},{p:.6f},{c}\n" for k, s, i, p, c in zip(
-                keep.tolist(), scen, item, p_click[keep].tolist(), click[keep].tolist())))
+            csv.write("".join(f"{ids[k - first]},{s},{i},{p:.6f},{c},{f}\n" for k, s, i, p, c, f in zip(
+                keep.tolist(), scen, item, p_click[keep].tolist(), click[keep].tolist(),
+                forced[keep].tolist())))
             bar.update(len(part))
     return interventions, Counter(reasons)
 
 
-def _world_summary(world: World, model: clicks.ClickModel, seed: int, dates: list[str], n: int,
-                   promotion_dates: list[str]) -> dict:
-    sc, us, it = world.scenarios, world.users, world.items
-    return {
-        "seed": seed,
-        "dates": dates,
-        "impressions_per_day": n,
-        "num_users": len(us.ids),
-        "num_items": len(it.ids),
-        "num_scenarios": len(sc.ids),
-        "missing_from_side_tables": {"users": int((~us.in_side_table).sum()),
-                                     "items": int((~it.in_side_table).sum())},
-        "loyal_user_fraction": {"configured": LOYAL_USER_FRACTION, "drawn": float(us.loyal.mean())},
-        "promotion_dates": promotion_dates,
-        "click_model": {"interest_weight": clicks.INTEREST_WEIGHT, "theme_bonus": clicks.THEME_BONUS,
-                        "position_slope": clicks.POSITION_SLOPE},
-        "scenarios": [
-            {"scenario_id": sc.ids[s], "scenario_type": SCENARIO_TYPES[sc.type_idx[s]], "theme": sc.theme[s],
-             "share": round(float(sc.share[s]), 8), "ctr": round(float(sc.ctr[s]), 8),
-             "mean_page_size": float(sc.mean_page_size[s]), "logit_offset": round(float(model.offset[s]), 6)}
-            for s in range(len(sc.ids))],
-    }
-
-
 def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day: int = 200_000,
              scenarios: int = 20, start: str = "2026-11-01", seed: int = 0, users: int | None = None,
-             items: int | None = None, corrupt_fraction: float = 0.0, progress: bool = True) -> GeneratedData:
-    """Write ``days`` days of logs and their truth under ``out_dir`` (see the module docstring)."""
+             items: int | None = None, corrupt_fraction: float = 0.0, progress: bool = True,
+             scorer: Scorer | None = None) -> GeneratedData:
+    """Write ``days`` days of logs and their truth under ``out_dir`` (see the module docstring).
+
+    ``scorer``, when given, is the logging policy's model: called once per day (after the earlier
+    days are written, so it may train on them) with the date and a batch of candidates, it returns
+    one score per candidate, or None to show that day's organic slates.
+    """
     users = default_users(impressions_per_day) if users is None else users
     items = default_items(impressions_per_day) if items is None else items
     first = _check_args(days, impressions_per_day, scenarios, start, seed, users, items, corrupt_fraction)
@@ -262,7 +279,7 @@ def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day
         with tqdm(total=impressions_per_day, desc=f"generate {date}", unit="imp", file=sys.stderr,
                   disable=not progress) as bar:
             done, reasons = _write_day(world, model, date, d, seed, impressions_per_day, promotion[d],
-                                       corrupt_fraction, logs, truth_root, bar)
+                                       corrupt_fraction, scorer, logs, truth_root, bar)
         corrupted.update(reasons)
         interventions += [{"date": date.isoformat(), "item_id": world.items.ids[iv.item],
                            "scenario_id": world.scenarios.ids[iv.scenario],
@@ -270,9 +287,9 @@ def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day
 
     _write_jsonl(truth_root / truth.INTERVENTIONS, interventions)
     day_names = [d.isoformat() for d in dates]
-    summary = _world_summary(world, model, seed, day_names, impressions_per_day,
-                             [d.isoformat() for d, promo in zip(dates, promotion) if promo])
-    (truth_root / truth.WORLD).write_text(json.dumps(summary, indent=1) + "\n")
+    summary = world_card(world, model, day_names, impressions_per_day,
+                         [d.isoformat() for d, promo in zip(dates, promotion) if promo], scorer is not None)
+    (out / truth.WORLD).write_text(json.dumps(summary, indent=1) + "\n")
     (truth_root / truth.CORRUPTIONS).write_text(
         json.dumps({r: corrupted[r] for r in corrupt.REASONS}, indent=1) + "\n")
     return GeneratedData(out_dir=out, logs_dir=logs, truth_dir=truth_root, feature_config=logs / FEATURE_CONFIG,

@@ -1,17 +1,21 @@
 """Who sees what, where and when: journeys, page views, slates and manual interventions.
 
-A day's traffic is a set of *journeys*. A journey is one visit of a user (drawn by activity) that
-passes through several page views; each page view is in one scenario and shows a slate of items at
-positions 1..n. What a slate shows comes from the production recommender being logged: mostly the
-user's interests in that scenario type, partly the scenario's theme, partly global popularity.
+A day's traffic is a set of *journeys* (sessions). A journey is one visit of a user (drawn by
+activity) with an intent (a category and maybe a price level) that passes through several page views;
+each page view is in one scenario and shows a slate of items at positions 1..n. What a slate shows
+comes from the production recommender being logged: mostly the user's interests in that scenario
+type, partly the scenario's theme, partly global popularity; a search box also sees the intent the
+user typed. Optionally a scorer (the previously deployed model) re-ranks a wider candidate set, which
+closes the feedback loop between what was shown and what gets shown next.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Optional
 
 import numpy as np
 
-from msrec.data.world import DEVICES, MAX_POSITION, SCENARIO_TYPES, World
+from msrec.data.world import DEVICES, INTENT_PRICE_P, MAX_POSITION, SCENARIO_TYPES, World
 
 DAY_MS = 86_400_000
 # Relative traffic by hour of day (UTC): quiet at night, a lunch bump, an evening peak.
@@ -34,6 +38,12 @@ SLATE_MIX = {
     "detail": (0.85, 0.0, 0.15),
 }
 _MIX = np.array([SLATE_MIX[t] for t in SCENARIO_TYPES])
+# A personalised search slot shows the journey's intent category with this probability (the user
+# typed it); other scenario types do not see the intent.
+SEARCH_SHOWS_INTENT = 0.5
+# With a scorer, the logging policy draws this many organic candidates per slot and shows the
+# page's best-scored ones, best first.
+CANDIDATES_PER_SLOT = 3
 
 # Manual intervention on promotion days (SAR-Net's intervention bias): a pool of popular items is
 # pushed into some scenarios and shown to whoever is there, whatever their interests.
@@ -55,6 +65,10 @@ class Impressions:
     position: np.ndarray
     ts_ms: np.ndarray  # milliseconds since the start of the day
     device: np.ndarray
+    session: np.ndarray  # journey index within the day
+    page: np.ndarray  # 0-based rank of the impression's page view within its journey
+    intent: np.ndarray  # the journey's intent category
+    intent_price: np.ndarray  # the journey's price intent: -1 cheap, 0 none, +1 premium
     intervened: np.ndarray  # bool: the item was forced into the slot by an intervention
 
     def __len__(self) -> int:
@@ -66,6 +80,29 @@ class Impressions:
 
     def take(self, order: np.ndarray) -> "Impressions":
         return Impressions(**{f.name: getattr(self, f.name)[order] for f in dataclasses.fields(self)})
+
+
+# Scores candidates for the logging policy: (user, scenario, item, hour, device) index arrays in,
+# one score per row out (higher is shown first), or None to keep the organic slates.
+IndexScorer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Optional[np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pages:
+    """Page views: one entry per page (the impressions are filled in by ``_fill_pages``)."""
+
+    user: np.ndarray
+    scenario: np.ndarray
+    ts_ms: np.ndarray
+    device: np.ndarray
+    size: np.ndarray
+    session: np.ndarray
+    rank: np.ndarray  # 0-based rank within the journey
+    intent: np.ndarray
+    intent_price: np.ndarray
+
+    def head(self, n: int) -> "Pages":
+        return Pages(**{f.name: getattr(self, f.name)[:n] for f in dataclasses.fields(self)})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +117,8 @@ def _page_sizes(rng: np.random.Generator, world: World, page_scenario: np.ndarra
     return np.minimum(rng.geometric(1.0 / mean), MAX_POSITION)
 
 
-def _choose_categories(rng: np.random.Generator, world: World, user: np.ndarray,
-                       scenario: np.ndarray) -> np.ndarray:
+def _choose_categories(rng: np.random.Generator, world: World, user: np.ndarray, scenario: np.ndarray,
+                       intent: np.ndarray) -> np.ndarray:
     sc, users, items = world.scenarios, world.users, world.items
     stype = sc.type_idx[scenario]
     mix = _MIX[stype]
@@ -103,6 +140,9 @@ def _choose_categories(rng: np.random.Generator, world: World, user: np.ndarray,
     global_cdf = np.cumsum(np.bincount(items.category, weights=items.popularity, minlength=n_cat))
     global_cdf /= global_cdf[-1]
     category[popular] = np.searchsorted(global_cdf, u[popular], side="right")
+
+    typed = personal & (stype == SCENARIO_TYPES.index("search")) & (rng.random(len(user)) < SEARCH_SHOWS_INTENT)
+    category[typed] = intent[typed]
     # float rounding can leave a CDF's last entry a hair below 1
     return np.minimum(category, n_cat - 1)
 
@@ -118,23 +158,62 @@ def _choose_items(rng: np.random.Generator, world: World, category: np.ndarray) 
     return item
 
 
-def _fill_pages(rng: np.random.Generator, world: World, page_user: np.ndarray, page_scenario: np.ndarray,
-                page_ts_ms: np.ndarray, page_device: np.ndarray, page_size: np.ndarray) -> Impressions:
-    page_of = np.repeat(np.arange(len(page_size)), page_size)
-    first = np.cumsum(page_size) - page_size
+def _organic_slots(rng: np.random.Generator, world: World, user: np.ndarray, scenario: np.ndarray,
+                   intent: np.ndarray) -> np.ndarray:
+    """The organic item of each slot; in chunks, as the per-slot category CDFs are (rows x categories)."""
+    category = np.concatenate([
+        _choose_categories(rng, world, user[k:k + CHUNK], scenario[k:k + CHUNK], intent[k:k + CHUNK])
+        for k in range(0, max(len(user), 1), CHUNK)])
+    return _choose_items(rng, world, category)
+
+
+def _rank_candidates(rng: np.random.Generator, world: World, pages: Pages, page_of: np.ndarray,
+                     scorer: IndexScorer) -> Optional[np.ndarray]:
+    """Items of every slot when a scorer picks each page's best of CANDIDATES_PER_SLOT x size organic
+    candidates (slots in page order, best first); None when the scorer declines."""
+    cand_page = np.repeat(page_of, CANDIDATES_PER_SLOT)
+    cand_item = _organic_slots(rng, world, pages.user[cand_page], pages.scenario[cand_page],
+                               pages.intent[cand_page])
+    scores = scorer(pages.user[cand_page], pages.scenario[cand_page], cand_item,
+                    pages.ts_ms[cand_page] // 3_600_000, pages.device[cand_page])
+    if scores is None:
+        return None
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.shape != cand_item.shape or not np.isfinite(scores).all():
+        raise ValueError(f"the scorer must return one finite score per candidate ({len(cand_item)}), "
+                         f"got shape {scores.shape}")
+    order = np.lexsort((-scores, cand_page))  # by page, best first
+    first = np.cumsum(pages.size * CANDIDATES_PER_SLOT) - pages.size * CANDIDATES_PER_SLOT
+    rank = np.arange(len(order)) - first[cand_page[order]]
+    return cand_item[order[rank < pages.size[cand_page[order]]]]
+
+
+def _fill_pages(rng: np.random.Generator, world: World, pages: Pages,
+                scorer: Optional[IndexScorer] = None) -> Impressions:
+    page_of = np.repeat(np.arange(len(pages.size)), pages.size)
+    first = np.cumsum(pages.size) - pages.size
     position = np.arange(len(page_of)) - first[page_of] + 1
-    user = page_user[page_of]
-    scenario = page_scenario[page_of]
-    # in chunks: the per-impression category CDFs are (rows x categories) floats
-    category = np.concatenate([_choose_categories(rng, world, user[k:k + CHUNK], scenario[k:k + CHUNK])
-                               for k in range(0, max(len(user), 1), CHUNK)])
-    return Impressions(user=user, scenario=scenario, item=_choose_items(rng, world, category),
-                       position=position, ts_ms=page_ts_ms[page_of], device=page_device[page_of],
+    item = None if scorer is None else _rank_candidates(rng, world, pages, page_of, scorer)
+    if item is None:
+        item = _organic_slots(rng, world, pages.user[page_of], pages.scenario[page_of], pages.intent[page_of])
+    return Impressions(user=pages.user[page_of], scenario=pages.scenario[page_of], item=item,
+                       position=position, ts_ms=pages.ts_ms[page_of], device=pages.device[page_of],
+                       session=pages.session[page_of], page=pages.rank[page_of],
+                       intent=pages.intent[page_of], intent_price=pages.intent_price[page_of],
                        intervened=np.zeros(len(page_of), dtype=bool))
 
 
-def _journey_pages(rng: np.random.Generator, world: World, n_journeys: int) -> tuple[np.ndarray, ...]:
-    """Page views of ``n_journeys`` journeys: (user, scenario, ts_ms, device, size) per page."""
+def _intents(rng: np.random.Generator, world: World, user: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A journey's intent: a category by the user's overall taste, and a price level."""
+    u = rng.random(len(user)).astype(np.float32)
+    n_cat = world.users.intent_cdf.shape[1]
+    category = np.minimum((world.users.intent_cdf[user] < u[:, None]).sum(axis=1), n_cat - 1)
+    price = rng.choice(np.array([-1, 0, 1], dtype=np.int8), len(user), p=INTENT_PRICE_P)
+    return category.astype(np.int64), price
+
+
+def _journey_pages(rng: np.random.Generator, world: World, n_journeys: int, first_session: int) -> Pages:
+    """Page views of ``n_journeys`` journeys, numbered from ``first_session``."""
     users, sc = world.users, world.scenarios
     p_user = users.activity / users.activity.sum()
     user = rng.choice(len(p_user), n_journeys, p=p_user)
@@ -144,6 +223,7 @@ def _journey_pages(rng: np.random.Generator, world: World, n_journeys: int) -> t
     start_s = rng.choice(24, n_journeys, p=HOUR_P) * 3600.0 + rng.uniform(0.0, 3600.0, n_journeys)
     device = np.where(rng.random(n_journeys) < OTHER_DEVICE_P,
                       rng.integers(0, len(DEVICES), n_journeys), users.device[user])
+    intent, intent_price = _intents(rng, world, user)
 
     journey = np.repeat(np.arange(n_journeys), n_pages)
     page_user = user[journey]
@@ -155,30 +235,35 @@ def _journey_pages(rng: np.random.Generator, world: World, n_journeys: int) -> t
     first = np.cumsum(n_pages) - n_pages
     offset_s = elapsed - elapsed[first][journey]
     ts_ms = np.minimum((start_s[journey] + offset_s) * 1000.0, DAY_MS - 1).astype(np.int64)
-    return page_user, page_scenario, ts_ms, device[journey], _page_sizes(rng, world, page_scenario)
+    return Pages(user=page_user, scenario=page_scenario, ts_ms=ts_ms, device=device[journey],
+                 size=_page_sizes(rng, world, page_scenario), session=first_session + journey,
+                 rank=np.arange(len(journey)) - first[journey], intent=intent[journey],
+                 intent_price=intent_price[journey])
 
 
-def simulate_day(world: World, rng: np.random.Generator, n_impressions: int) -> Impressions:
-    """Exactly ``n_impressions`` impressions of one day, in time order (no interventions yet)."""
+def simulate_day(world: World, rng: np.random.Generator, n_impressions: int,
+                 scorer: Optional[IndexScorer] = None) -> Impressions:
+    """Exactly ``n_impressions`` impressions of one day, in time order (no interventions yet);
+    ``scorer``, when given, ranks each page's candidates (see ``_rank_candidates``)."""
     sc = world.scenarios
     loyal_share = float(world.users.loyal.mean())
     pages_per_journey = loyal_share * (1 + LOYAL_EXTRA_PAGES) + (1 - loyal_share) * (2 + EXPLORER_EXTRA_PAGES)
     per_journey = pages_per_journey * float(sc.page_p @ sc.mean_page_size)
-    batches: list[tuple[np.ndarray, ...]] = []
-    total = 0
+    batches: list[Pages] = []
+    total = sessions = 0
     while total < n_impressions:
         # draw a little more than needed; the surplus of the last batch is cut below
         n_journeys = int((n_impressions - total) / per_journey * 1.1) + 16
-        batch = _journey_pages(rng, world, n_journeys)
-        batches.append(batch)
-        total += int(batch[-1].sum())
-    page_user, page_scenario, ts_ms, device, size = (np.concatenate(cols) for cols in zip(*batches))
-    cum = np.cumsum(size)
+        batches.append(_journey_pages(rng, world, n_journeys, sessions))
+        sessions += n_journeys
+        total += int(batches[-1].size.sum())
+    pages = Pages(**{f.name: np.concatenate([getattr(b, f.name) for b in batches])
+                     for f in dataclasses.fields(Pages)})
+    cum = np.cumsum(pages.size)
     last = int(np.searchsorted(cum, n_impressions))
-    size = size[: last + 1].copy()
-    size[last] -= int(cum[last]) - n_impressions
-    keep = slice(0, last + 1)
-    imps = _fill_pages(rng, world, page_user[keep], page_scenario[keep], ts_ms[keep], device[keep], size)
+    pages = pages.head(last + 1)
+    pages.size[last] -= int(cum[last]) - n_impressions
+    imps = _fill_pages(rng, world, pages, scorer)
     return imps.take(np.argsort(imps.ts_ms, kind="stable"))
 
 
@@ -210,12 +295,21 @@ def intervene(world: World, rng: np.random.Generator, imps: Impressions) -> tupl
 
 
 def calibration_sample(world: World, rng: np.random.Generator, impressions_per_scenario: int) -> Impressions:
-    """Organic traffic with the same number of impressions in every scenario (for calibration)."""
+    """Organic traffic with the same number of impressions in every scenario (for calibration):
+    the pages are dealt at random into journeys of the usual length, each with its intent."""
     sc, users = world.scenarios, world.users
     pages = np.ceil(impressions_per_scenario / sc.mean_page_size).astype(np.int64)
-    page_scenario = np.repeat(np.arange(len(sc.ids)), pages)
+    page_scenario = rng.permutation(np.repeat(np.arange(len(sc.ids)), pages))
     n = len(page_scenario)
-    page_user = rng.choice(len(users.ids), n, p=users.activity / users.activity.sum())
+    lengths = 2 + rng.poisson(EXPLORER_EXTRA_PAGES, n)
+    lengths = lengths[: int(np.searchsorted(np.cumsum(lengths), n)) + 1]
+    lengths[-1] -= int(lengths.sum()) - n
+    journey = np.repeat(np.arange(len(lengths)), lengths)
+    user = rng.choice(len(users.ids), len(lengths), p=users.activity / users.activity.sum())
+    intent, intent_price = _intents(rng, world, user)
+    first = np.cumsum(lengths) - lengths
     ts_ms = ((rng.choice(24, n, p=HOUR_P) + rng.random(n)) * 3_600_000).astype(np.int64)
-    return _fill_pages(rng, world, page_user, page_scenario, ts_ms, users.device[page_user],
-                       _page_sizes(rng, world, page_scenario))
+    return _fill_pages(rng, world, Pages(
+        user=user[journey], scenario=page_scenario, ts_ms=ts_ms, device=users.device[user[journey]],
+        size=_page_sizes(rng, world, page_scenario), session=journey, rank=np.arange(n) - first[journey],
+        intent=intent[journey], intent_price=intent_price[journey]))

@@ -1,7 +1,8 @@
 """Reading a generated dataset's ground truth (``OUT/truth``), and the oracle AUC it allows.
 
 The truth folder holds what no model may see: the click probability of every impression written
-uncorrupted to the logs, the interventions, the world's configuration and the corruption counts.
+uncorrupted to the logs (and whether an intervention forced it), the interventions and the corruption
+counts; the world card (every knob of the generator) lies beside it, ``OUT/world.json``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ PROBABILITIES = "probabilities"
 INTERVENTIONS = "interventions.jsonl"
 WORLD = "world.json"
 CORRUPTIONS = "corruptions.json"
-TRUTH_COLUMNS = ("impression_id", "scenario_id", "item_id", "p_click", "click")
+TRUTH_COLUMNS = ("impression_id", "scenario_id", "item_id", "p_click", "click", "forced")
 
 
 def truth_dir(path: str | os.PathLike[str]) -> Path:
@@ -36,13 +37,14 @@ def _read(path: Path) -> str:
 
 
 def load_truth(path: str | os.PathLike[str], date: str | dt.date) -> pd.DataFrame:
-    """One day's truth: impression_id, scenario_id, item_id, p_click, click (log order)."""
+    """One day's truth: impression_id, scenario_id, item_id, p_click, click, forced (log order)."""
     day = date.isoformat() if isinstance(date, dt.date) else str(date)
     csv = truth_dir(path) / PROBABILITIES / f"{day}.csv"
     if not csv.is_file():
         raise FileNotFoundError(f"no truth file {csv}: was {day} generated?")
     return pd.read_csv(csv, dtype={"impression_id": str, "scenario_id": str, "item_id": str,
-                                   "p_click": np.float64, "click": np.int8})
+                                   "p_click": np.float64, "click": np.int8,
+                                   "forced": np.int8})
 
 
 def load_interventions(path: str | os.PathLike[str]) -> set[tuple[str, str, str]]:
@@ -53,7 +55,8 @@ def load_interventions(path: str | os.PathLike[str]) -> set[tuple[str, str, str]
 
 
 def load_world(path: str | os.PathLike[str]) -> dict[str, Any]:
-    return json.loads(_read(truth_dir(path) / WORLD))
+    """The world card of a dataset, given its output folder or its truth folder."""
+    return json.loads(_read(truth_dir(path).parent / WORLD))
 
 
 def load_corruptions(path: str | os.PathLike[str]) -> dict[str, int]:

@@ -63,6 +63,30 @@ NUM_PRICE_BUCKETS = 10
 # tastes well, so organic impressions are well matched and forced ones (interventions) are not.
 EXPOSURE_SHARPNESS = 2.0
 
+# Complementary categories: what a traveller who just picked one tends to add next (a cart page
+# pushes these). Symmetric; the click model reads it through complement_matrix().
+COMPLEMENTS = (
+    ("hotel", "flight"), ("hotel", "train"), ("hotel", "airport_transfer"), ("hotel", "restaurant"),
+    ("flight", "airport_transfer"), ("flight", "insurance"), ("flight", "luggage"), ("flight", "visa"),
+    ("flight", "sim_card"), ("flight", "car_rental"), ("train", "day_tour"), ("bus", "attraction"),
+    ("cruise", "insurance"), ("cruise", "spa"), ("package_tour", "insurance"), ("package_tour", "visa"),
+    ("ski", "outdoor_gear"), ("ski", "homestay"), ("beach_resort", "spa"), ("beach_resort", "day_tour"),
+    ("theme_park", "hotel"), ("museum", "restaurant"), ("show", "restaurant"), ("visa", "sim_card"),
+    ("car_rental", "insurance"), ("homestay", "day_tour"), ("attraction", "souvenir"),
+)
+# Price sensitivity is reversed in this share of scenarios (at least one): premium channels where
+# dearer items draw more clicks while everywhere else cheaper ones do. The smallest scenario is always
+# one of them (a shared model drags it toward the majority), then theme channels with a premium
+# theme, then random others; budget channels never are.
+PRICE_REVERSED_FRACTION = 0.2
+PREMIUM_THEMES = ("luxury", "business")
+BUDGET_THEMES = ("budget",)
+
+# A journey (session) comes with an intent: a category drawn from softmax(INTENT_SHARPNESS * the
+# user's overall taste) and, with these probabilities, a price level (cheap, none, premium).
+INTENT_SHARPNESS = 1.5
+INTENT_PRICE_P = (0.25, 0.5, 0.25)
+
 # Share of user / item ids that appear in the logs but not in the side tables (legal; ingestion copes).
 MISSING_FROM_SIDE_TABLES = 0.005
 
@@ -76,6 +100,7 @@ class Scenarios:
     theme: tuple[str, ...]
     theme_mask: np.ndarray  # (S, C) bool: categories the scenario's theme favours
     mean_page_size: np.ndarray
+    price_reversed: np.ndarray  # bool: dearer items draw more clicks here (premium channel)
 
     @property
     def page_p(self) -> np.ndarray:
@@ -99,6 +124,7 @@ class Users:
     propensity: np.ndarray  # personal click bias (logit)
     affinity: np.ndarray  # (U, T, C) float32 interest in a category when in a scenario type
     exposure_cdf: np.ndarray  # (U, T, C) float32 category CDF of a personalised slate
+    intent_cdf: np.ndarray  # (U, C) float32 category CDF of a journey's intent
     in_side_table: np.ndarray  # bool
 
 
@@ -145,6 +171,26 @@ def _pinned_draw(rng: np.random.Generator, n: int, lo: float, hi: float, log: bo
     return rng.permutation(vals)
 
 
+def complement_matrix() -> np.ndarray:
+    """(C, C) bool: category b complements category a (symmetric, never a category with itself)."""
+    m = np.zeros((len(CATEGORIES), len(CATEGORIES)), dtype=bool)
+    for a, b in COMPLEMENTS:
+        m[CATEGORIES.index(a), CATEGORIES.index(b)] = m[CATEGORIES.index(b), CATEGORIES.index(a)] = True
+    return m
+
+
+def _price_reversed(rng: np.random.Generator, share: np.ndarray, themes: list[str]) -> np.ndarray:
+    n = len(share)
+    n_reversed = max(1, round(PRICE_REVERSED_FRACTION * n))
+    order = [int(np.argmin(share))]
+    order += [s for s in rng.permutation(n).tolist() if themes[s] in PREMIUM_THEMES]
+    order += [s for s in rng.permutation(n).tolist() if themes[s] not in PREMIUM_THEMES + BUDGET_THEMES]
+    chosen = list(dict.fromkeys(order))[:n_reversed]
+    reversed_ = np.zeros(n, dtype=bool)
+    reversed_[chosen] = True
+    return reversed_
+
+
 def _build_scenarios(rng: np.random.Generator, n: int) -> Scenarios:
     if n == len(SARNET_SHARES_PCT):
         share = np.array(SARNET_SHARES_PCT) / 100.0
@@ -168,7 +214,7 @@ def _build_scenarios(rng: np.random.Generator, n: int) -> Scenarios:
         themes.append(name)
     page = np.array([MEAN_PAGE_SIZE[SCENARIO_TYPES[t]] for t in type_idx])
     return Scenarios(ids=_ids("s", n, 2), share=share, ctr=ctr, type_idx=type_idx, theme=tuple(themes),
-                     theme_mask=mask, mean_page_size=page)
+                     theme_mask=mask, mean_page_size=page, price_reversed=_price_reversed(rng, share, themes))
 
 
 def _softmax_cdf(logits: np.ndarray) -> np.ndarray:
@@ -204,6 +250,7 @@ def _build_users(rng: np.random.Generator, n: int, scenarios: Scenarios) -> User
         propensity=rng.normal(0.0, 0.35, n),
         affinity=affinity,
         exposure_cdf=_softmax_cdf(EXPOSURE_SHARPNESS * affinity),
+        intent_cdf=_softmax_cdf(INTENT_SHARPNESS * affinity.mean(axis=1)),
         in_side_table=_in_side_table(rng, n),
     )
 

@@ -274,7 +274,7 @@ def test_deterministic(tmp_path):
     assert len(first) == 11 and first == again
     assert first.keys() == other.keys()
     assert first["logs/2026-11-01/impressions-00000.jsonl"] != other["logs/2026-11-01/impressions-00000.jsonl"]
-    assert first["truth/world.json"] != other["truth/world.json"]
+    assert first["world.json"] != other["world.json"]
 
 
 def _reject_reason(raw: bytes, day_start_ms: int) -> str | None:

@@ -14,7 +14,7 @@ from msrec.schemas import default_schema
 from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, load_feature_config
 from msrec.schemas.schema_gen import read_schema, schema_from_config, write_schema
 
-TRAINING_ONLY = ("click", "date", "impression_id")
+TRAINING_ONLY = ("click", "date", "impression_id", "session_id")
 
 
 def without(stats: statistics_pb2.DatasetFeatureStatisticsList, names: tuple[str, ...]

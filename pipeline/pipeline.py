@@ -7,7 +7,6 @@ from typing import Any, Sequence
 
 import msrec  # noqa: F401
 from tfx import v1 as tfx
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
 
 from msrec.components.anomaly_gate.component import AnomalyGate, DayGate
 from msrec.components.anomaly_gate.day_checks import DayLimits
@@ -20,7 +19,9 @@ from msrec.components.scenario_blessing.rule import BlessingRule
 from msrec.schemas.feature_config import FeatureConfig
 from msrec.schemas.schema_gen import write_schema
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
+from msrec.models.training.incremental import FULL_RETRAIN_DAYS
 from msrec.pipeline import evaluation
+from msrec.pipeline.production import production_resolver
 
 
 
@@ -39,6 +40,7 @@ class DailyRun:
     epochs: int = 1
     batch_size: int = 2048
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    full_retrain_days: int = FULL_RETRAIN_DAYS  # a full retrain once production's last one is this old
     auc_floor: float = 0.55
     auc_delta: float = 0.01
     min_slice_size: int = 1000
@@ -96,12 +98,9 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     if run.stop_after == "validation":
         return _pipeline(run, components)
 
-    blessed = tfx.dsl.Resolver(
-        strategy_class=LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model")
-    fairness = FairnessGen(examples=example_gen.outputs["examples"], model=blessed.outputs["model"])
+    # production: the model pushed last; FC, warm start and the Evaluator's baseline all use it
+    production = production_resolver()
+    fairness = FairnessGen(examples=example_gen.outputs["examples"], model=production.outputs["model"])
     fairness.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
     transform_config = {FEATURE_CONFIG_KEY: run.feature_config.to_dict(),
                         SCENARIO_VOCAB_KEY: list(run.scenario_vocabulary)}
@@ -112,27 +111,28 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         custom_config=transform_config,
         disable_statistics=True)  # StatisticsGen already profiled the raw examples
     if run.stop_after == "transform":
-        return _pipeline(run, components + [blessed, fairness, transform])
+        return _pipeline(run, components + [production, fairness, transform])
     trainer = tfx.components.Trainer(
         run_fn="msrec.models.training.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        base_model=blessed.outputs["model"],
+        base_model=production.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={**transform_config, "model": run.model, "hparams": dict(run.hparams),
-                       "epochs": run.epochs, "batch_size": run.batch_size, "seed": run.seed})
+                       "epochs": run.epochs, "batch_size": run.batch_size, "seed": run.seed,
+                       "run_date": run.date, "full_retrain_days": run.full_retrain_days})
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
-        baseline_model=blessed.outputs["model"], example_splits=["eval"],
+        baseline_model=production.outputs["model"], example_splits=["eval"],
         eval_config=evaluation.eval_config())
     blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
-                                baseline_model=blessed.outputs["model"],
+                                baseline_model=production.outputs["model"],
                                 rule=BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,
                                                   run.auc_noise_z))
     pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["blessing"],
                           base_directory=run.serving_dir)
-    components += [blessed, fairness, transform, trainer, evaluator, blessing, pusher]
+    components += [production, fairness, transform, trainer, evaluator, blessing, pusher]
     return _pipeline(run, components)
 
 

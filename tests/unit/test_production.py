@@ -75,5 +75,6 @@ def test_the_newest_push_wins_and_nothing_resolves_before_the_first():
     p1 = s.push(first, first_blessing)
     second, second_blessing = s.train_and_bless(blessed=True)
     p2 = s.push(second, second_blessing)
-    resolved = LatestPushedModelStrategy().resolve_artifacts(s.mlmd, {"model": [first, second], "pushed_model": [p2, p1]})
+    resolved = LatestPushedModelStrategy().resolve_artifacts(
+        s.mlmd, {"model": [first, second], "pushed_model": [p2, p1]})
     assert [m.id for m in resolved["model"]] == [second.id]

@@ -12,12 +12,13 @@ import pytest
 import msrec  # noqa: F401
 from msrec import cli
 from msrec.bench.ingest import bench_generator
-from msrec.data import truth
+from msrec.data import clicks, truth
+from msrec.data.card import knobs, world_card
 from msrec.data.columns import IMPRESSION_FIELDS, ITEM_COLUMNS, SCENARIO_COLUMNS, USER_COLUMNS, \
     dataset_feature_config
 from msrec.data.corrupt import REASONS
 from msrec.data.generator import GenerateError, generate
-from msrec.data.world import LOYAL_USER_FRACTION, MAX_POSITION, SARNET_CTRS_PCT, SARNET_SHARES_PCT
+from msrec.data.world import LOYAL_USER_FRACTION, MAX_POSITION, SARNET_CTRS_PCT, SARNET_SHARES_PCT, build_world
 from msrec.schemas import default_feature_config
 from msrec.schemas.feature_config import REQUIRED_FIELDS, load_feature_config
 
@@ -354,3 +355,41 @@ def test_cli_and_bench(tmp_path, capsys):
     assert len(rows) == 1 and rows[0]["impressions"] == 1000
     assert rows[0]["seconds"] > 0 and rows[0]["records/s"] == pytest.approx(1000 / rows[0]["seconds"], rel=0.01)
     assert list(tmp_path.glob("msrec-bench-gen-*")) == []
+
+
+def test_forced_impressions_are_flagged_in_truth(data, world):
+    """Exactly the forced slots are flagged: per (date, item, scenario) as many as the intervention
+    added, none on the other days or outside the intervened pairs."""
+    records = [json.loads(line) for line in (data.truth_dir / truth.INTERVENTIONS).read_text().splitlines()]
+    t = pd.concat([truth.load_truth(data.out_dir, d).assign(date=d) for d in data.dates], ignore_index=True)
+    assert set(t.forced.unique()) == {0, 1}
+    flagged = t[t.forced == 1].groupby(["date", "item_id", "scenario_id"]).size().to_dict()
+    assert flagged == {(r["date"], r["item_id"], r["scenario_id"]): r["extra_impressions"] for r in records}
+    assert set(t.loc[t.forced == 1, "date"]) == set(world["promotion_dates"])
+
+
+def test_sessions(logs):
+    """A session_id is one journey: one user on one device, pages in time order within minutes,
+    often across several scenarios; ids are unique per day."""
+    per = logs.groupby("session_id")
+    assert (per.user_id.nunique() == 1).all() and (per.device.nunique() == 1).all()
+    assert (per.date.nunique() == 1).all() and logs.session_id.str.fullmatch(r"\d{8}-j\d{7}").all()
+    assert (per.scenario_id.nunique() >= 2).mean() > 0.5
+    assert per.size().mean() > 10
+    assert logs.session_id.nunique() < logs.groupby(["user_id", "date"]).ngroups * 3
+
+
+def test_world_card_round_trips(data, world):
+    """OUT/world.json sits beside logs/ and truth/ and is the card of the world the seed rebuilds."""
+    assert (data.out_dir / "world.json").is_file() and not (data.logs_dir / "world.json").exists()
+    rebuilt = build_world(0, 20, world["num_users"], world["num_items"])
+    model = clicks.build_click_model(rebuilt, clicks.calibration_size(PER_DAY))
+    card = world_card(rebuilt, model, data.dates, PER_DAY, world["promotion_dates"], feedback_loop=False)
+    assert json.loads(json.dumps(card)) == world
+    assert world["knobs"] == knobs() and world["knobs"]["click_model"]["price_slope"] == clicks.PRICE_SLOPE
+    scen = pd.DataFrame(world["scenarios"])
+    assert scen.price_reversed.sum() == max(1, round(0.2 * len(scen)))
+    assert scen.price_reversed[scen.share.idxmin()]
+    slopes = pd.DataFrame(list(scen.slopes))
+    assert (np.sign(slopes.price) == np.where(scen.price_reversed, 1, -1)).all()
+    assert set(world["population_slopes"]) == {"interest_by_new_user", "price_by_city_tier", "position_by_age"}

@@ -58,6 +58,7 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
         # how much of the day could not be read: damaged (truncated, corrupt) files
         "damaged_files": (counts or {}).get("damaged_files", []),
         "quarantine_uri": _uri_path(gen.get("quarantine")),
+        "examples_uri": _uri_path(gen.get("examples")),
     }
     stats_art = outputs.get("FairnessGen", {}).get("scenario_stats")
     if stats_art is not None:
@@ -69,6 +70,9 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
         decision = load_blessing(blessing.uri)
         rep["metrics"] = decision["candidate"]
         rep["blessed"], rep["blessing_reason"] = decision["blessed"], decision["reason"]
+        rep["auc_floor"] = decision["rule"]["auc_floor"]
+        rep["gated_scenarios"] = sorted(s for s, m in decision["candidate"]["per_scenario"].items()
+                                        if m["count"] >= decision["rule"]["min_slice_size"])
         if decision["baseline"]:
             rep["blessed_model_metrics"] = decision["baseline"]
             rep["relaimpr_vs_blessed_pct"] = relaimpr(decision["candidate"]["overall"]["auc"],
@@ -103,25 +107,56 @@ def write(run: DailyRun, rep: Mapping[str, Any]) -> None:
         fh.write(render_html(rep))
 
 
-def _auc_plot(rep: Mapping[str, Any]) -> str:
+CI_Z = 1.96  # the plots' 95% confidence intervals
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per = rep["metrics"]["per_scenario"]
-    names = sorted(per)
-    fig, ax = plt.subplots(figsize=(12, 3.5))
-    ax.bar(names, [per[n]["auc"] for n in names])
-    ax.axhline(rep["metrics"]["overall"].get("auc", math.nan), color="k", ls="--", label="overall")
-    ax.set_ylim(0.45, 1.0)
-    ax.set_title(f"{rep['model']}: per-scenario AUC on {rep['date']}")
-    ax.tick_params(axis="x", rotation=90, labelsize=7)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return plt
+
+
+def _auc_plot(rep: Mapping[str, Any]) -> str:
+    """Candidate and production AUC per scenario with 95% intervals (Hanley-McNeil), the floor, and
+    the gated scenarios' labels in bold."""
+    from msrec.components.scenario_blessing.rule import auc_standard_error
+
+    plt = _pyplot()
+    models = [("candidate", rep["metrics"], "C0")]
+    if rep.get("blessed_model_metrics"):
+        models.append(("production", rep["blessed_model_metrics"], "C1"))
+    names = ["overall", *sorted(rep["metrics"]["per_scenario"])]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 4))
+    for k, (label, metrics, color) in enumerate(models):
+        rows = [metrics["overall"] if n == "overall" else metrics["per_scenario"].get(n, {}) for n in names]
+        auc = [r.get("auc", math.nan) for r in rows]
+        err = [CI_Z * auc_standard_error(r.get("auc", math.nan), r.get("count", 0), r.get("mean_label", math.nan))
+               for r in rows]
+        x = [i + (k - (len(models) - 1) / 2) * 0.25 for i in range(len(names))]
+        ax.errorbar(x, auc, yerr=err, fmt="o", ms=4, capsize=2, color=color, label=f"{label} (95% CI)")
+    floor = rep.get("auc_floor")
+    if floor is not None:
+        ax.axhline(floor, color="r", ls=":", lw=1, label=f"floor {floor:g}")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    gated = set(rep.get("gated_scenarios", []))
+    for tick, name in zip(ax.get_xticklabels(), names):
+        tick.set_fontweight("bold" if name == "overall" or name in gated else "normal")
+    ax.set_ylabel("AUC on the eval split")
+    ax.set_title(f"{rep['model']} {rep['date']}: candidate vs production, per scenario (bold: gated)")
+    ax.legend(fontsize=8)
+    return _png(fig)
 
 
 def render_html(rep: Mapping[str, Any]) -> str:
@@ -158,15 +193,19 @@ def format_report(rep: Mapping[str, Any]) -> str:
         for sid, m in sorted(rep["metrics"]["per_scenario"].items()):
             lines.append(f"  {sid:<12}{m['auc']:>8.4f}{m['logloss']:>9.4f}{m['count']:>8}")
     if "relaimpr_vs_blessed_pct" in rep:
-        lines.append(f"RelaImpr vs the blessed model: {rep['relaimpr_vs_blessed_pct']:+.2f}%")
+        lines.append(f"RelaImpr vs the production model: {rep['relaimpr_vs_blessed_pct']:+.2f}%")
     if "blessed" in rep:
         lines.append(f"blessed {rep['blessed']}: {rep['blessing_reason']}")
     if "pushed_version" in rep:
         lines.append(f"pushed version {rep['pushed_version']}" if rep["pushed_version"] else "not pushed")
     if rep.get("training"):
         t = rep["training"]
-        lines.append(f"training: {t['examples']} examples in {t['seconds']:.1f}s = {t['examples_per_s']:.0f} examples/s, "
-                     f"{t['params']} parameters")
+        if "mode" in t:
+            lines.append(f"training mode {t['mode']} ({t['mode_reason']}), days trained on: "
+                         f"{', '.join(t['days']) or 'none'}")
+        if "examples" in t:
+            lines.append(f"training: {t['examples']} examples in {t['seconds']:.1f}s = "
+                         f"{t['examples_per_s']:.0f} examples/s, {t['params']} parameters")
     if rep.get("timings_s"):
         lines.append("component wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in rep["timings_s"].items()))
     if rep.get("error"):
@@ -178,9 +217,72 @@ def print_report(rep: Mapping[str, Any]) -> None:
     print(format_report(rep), flush=True)
 
 
-def print_backfill(reports: list[Mapping[str, Any]]) -> None:
-    print(f"\n{'date':<12}{'blessed':>8}{'pushed':>12}{'AUC':>8}{'FC boot':>8}{'FC mean':>9}")
+BACKFILL_HTML = "backfill.html"
+
+
+def _overall_auc(metrics: Mapping[str, Any] | None) -> float:
+    return (metrics or {}).get("overall", {}).get("auc", math.nan)
+
+
+def format_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> str:
+    """One line per day: the candidate's eval AUC (beside the oracle's when known), production's on
+    the same rows, the decision, and how the candidate was trained."""
+    oracle = oracle or {}
+    lines = [f"{'date':<12}{'AUC':>8}{'oracle':>8}{'gap':>8}{'prod AUC':>9}{'blessed':>8}{'pushed':>12}"
+             f"{'mode':>12}{'epochs':>7}  days trained on"]
     for r in reports:
-        auc = r.get("metrics", {}).get("overall", {}).get("auc", math.nan)
-        print(f"{r['date']:<12}{str(r.get('blessed')):>8}{str(r.get('pushed_version')):>12}{auc:>8.4f}"
-              f"{str(r.get('fc', {}).get('bootstrap')):>8}{r.get('fc', {}).get('mean', math.nan):>9.4f}")
+        auc, gold = _overall_auc(r.get("metrics")), oracle.get(r["date"], math.nan)
+        t = r.get("training", {})
+        lines.append(f"{r['date']:<12}{auc:>8.4f}{gold:>8.4f}{gold - auc:>8.4f}"
+                     f"{_overall_auc(r.get('blessed_model_metrics')):>9.4f}{str(r.get('blessed')):>8}"
+                     f"{str(r.get('pushed_version')):>12}{t.get('mode', '-'):>12}{t.get('epochs_run', '-'):>7}  "
+                     f"{', '.join(t.get('days', [])) or '-'}")
+    return "\n".join(lines)
+
+
+def print_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> None:
+    print("\n" + format_backfill(reports, oracle), flush=True)
+
+
+def _backfill_plot(reports: list[Mapping[str, Any]], oracle: Mapping[str, float]) -> str:
+    plt = _pyplot()
+    dates = [r["date"] for r in reports]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(dates)), 4))
+    ax.plot(dates, [_overall_auc(r.get("metrics")) for r in reports], "o-", label="candidate")
+    ax.plot(dates, [_overall_auc(r.get("blessed_model_metrics")) for r in reports], "s--",
+            label="production (on the same eval rows)")
+    if oracle:
+        ax.plot(dates, [oracle.get(d, math.nan) for d in dates], "k^:", label="oracle (true click probabilities)")
+    for i, r in enumerate(reports):
+        if r.get("pushed_version"):
+            ax.annotate("pushed", (i, _overall_auc(r.get("metrics"))), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=7)
+    ax.set_ylabel("overall AUC on the eval split")
+    ax.set_title(f"{reports[0]['model']}: AUC by day")
+    ax.tick_params(axis="x", rotation=45, labelsize=8)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def write_backfill(workdir: str, reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> str:
+    """<workdir>/reports/backfill.html: the AUC-by-day plot and the table; returns its path."""
+    path = os.path.join(workdir, "reports", BACKFILL_HTML)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    parts = [f"<h1>msrec backfill {html.escape(reports[0]['date'])} .. {html.escape(reports[-1]['date'])}</h1>",
+             f"<img src='data:image/png;base64,{_backfill_plot(reports, oracle or {})}'/>",
+             f"<pre>{html.escape(format_backfill(reports, oracle))}</pre>"]
+    parts += [f"<p><a href='{html.escape(r['date'])}/{REPORT_HTML}'>{html.escape(r['date'])}</a></p>" for r in reports]
+    with open(path, "w") as fh:
+        fh.write("<html><head><meta charset='utf-8'></head><body style='font-family:sans-serif'>"
+                 + "".join(parts) + "</body></html>")
+    return path
+
+
+def finish_backfill(workdir: str, reports: list[Mapping[str, Any]], truth: str | None = None) -> str:
+    """Print the backfill's table and write its page, with the oracle from ``truth`` (the generator's
+    truth/ folder) when given; returns the page's path."""
+    from msrec.pipeline.oracle import oracle_by_day
+
+    oracle = oracle_by_day(reports, truth) if truth else None
+    print_backfill(reports, oracle)
+    return write_backfill(workdir, reports, oracle)

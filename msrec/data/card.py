@@ -30,6 +30,10 @@ def knobs() -> dict[str, Any]:
     return {
         "world": {
             "loyal_user_fraction": world_module.LOYAL_USER_FRACTION,
+            "new_user_p": world_module.NEW_USER_P,
+            "num_cities": world_module.NUM_CITIES,
+            "missing_from_side_tables": world_module.MISSING_FROM_SIDE_TABLES,
+            "mean_page_size": dict(world_module.MEAN_PAGE_SIZE),
             "exposure_sharpness": world_module.EXPOSURE_SHARPNESS,
             "price_reversed_fraction": world_module.PRICE_REVERSED_FRACTION,
             "premium_themes": list(world_module.PREMIUM_THEMES),
@@ -40,6 +44,10 @@ def knobs() -> dict[str, Any]:
             "complements": [list(pair) for pair in world_module.COMPLEMENTS],
         },
         "traffic": {
+            "loyal_extra_pages": traffic.LOYAL_EXTRA_PAGES,
+            "explorer_extra_pages": traffic.EXPLORER_EXTRA_PAGES,
+            "page_gap_s": traffic.PAGE_GAP_S,
+            "other_device_p": traffic.OTHER_DEVICE_P,
             "slate_mix": {t: dict(zip(("personal", "theme", "popular"), mix))
                           for t, mix in traffic.SLATE_MIX.items()},
             "search_shows_intent": traffic.SEARCH_SHOWS_INTENT,
@@ -68,7 +76,7 @@ def knobs() -> dict[str, Any]:
 
 
 def world_card(world: World, model: ClickModel, dates: list[str], impressions_per_day: int,
-               promotion_dates: list[str], feedback_loop: bool) -> dict[str, Any]:
+               promotion_dates: list[str], feedback_loop: bool, corrupt_fraction: float) -> dict[str, Any]:
     """The card of a generated dataset (JSON-ready)."""
     sc, us, it = world.scenarios, world.users, world.items
     return {
@@ -83,6 +91,7 @@ def world_card(world: World, model: ClickModel, dates: list[str], impressions_pe
         "loyal_user_fraction": {"configured": world_module.LOYAL_USER_FRACTION, "drawn": float(us.loyal.mean())},
         "promotion_dates": promotion_dates,
         "feedback_loop": feedback_loop,
+        "corrupt_fraction": corrupt_fraction,
         "knobs": knobs(),
         "population_slopes": {
             "interest_by_new_user": _by_type(model.interest_pop, ("returning", "new")),

@@ -288,7 +288,8 @@ def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day
     _write_jsonl(truth_root / truth.INTERVENTIONS, interventions)
     day_names = [d.isoformat() for d in dates]
     summary = world_card(world, model, day_names, impressions_per_day,
-                         [d.isoformat() for d, promo in zip(dates, promotion) if promo], scorer is not None)
+                         [d.isoformat() for d, promo in zip(dates, promotion) if promo], scorer is not None,
+                         corrupt_fraction)
     (out / truth.WORLD).write_text(json.dumps(summary, indent=1) + "\n")
     (truth_root / truth.CORRUPTIONS).write_text(
         json.dumps({r: corrupted[r] for r in corrupt.REASONS}, indent=1) + "\n")

@@ -384,7 +384,8 @@ def test_world_card_round_trips(data, world):
     assert (data.out_dir / "world.json").is_file() and not (data.logs_dir / "world.json").exists()
     rebuilt = build_world(0, 20, world["num_users"], world["num_items"])
     model = clicks.build_click_model(rebuilt, clicks.calibration_size(PER_DAY))
-    card = world_card(rebuilt, model, data.dates, PER_DAY, world["promotion_dates"], feedback_loop=False)
+    card = world_card(rebuilt, model, data.dates, PER_DAY, world["promotion_dates"], feedback_loop=False,
+                      corrupt_fraction=0.0)
     assert json.loads(json.dumps(card)) == world
     assert world["knobs"] == knobs() and world["knobs"]["click_model"]["price_slope"] == clicks.PRICE_SLOPE
     scen = pd.DataFrame(world["scenarios"])

@@ -1,4 +1,4 @@
-"""The ingestion Beam pipeline: raw day folders -> tf.Examples (Split-train / Split-eval) + quarantine.
+"""The ingestion Beam pipeline: raw day folders -> tf.Examples (Split-train / -val / -eval) + quarantine.
 
 1. ParseSideTable, GroupByKey, KeepFirstRow: side tables, one row per key, as AsDict side inputs.
 2. ParseImpressionFiles: every line of the window and lookback days, validated; malformed window
@@ -8,8 +8,8 @@
 3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
 4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
    deque of past clicks.
-5. EncodeExamples (batches of 512, split by time), Reshuffle, WriteToTFRecord:
-   <examples>/Split-{train,eval}/data_tfrecord-*.gz.
+5. EncodeExamples (batches of 512, split by time: see splits.py), Reshuffle, WriteToTFRecord:
+   <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
 
 Every stage also emits (key, n) tallies that end in counts.json; Beam metrics counters under the
 ``msrec.ingest`` namespace make progress visible while the job runs.
@@ -39,7 +39,7 @@ from msrec.components.log_example_gen.reading import Damage, parsed_lines
 from msrec.components.log_example_gen.records import (DUPLICATE, DUPLICATE_KEY, Impression, ImpressionParser,
                                                     SideRowParser, quarantine_entry)
 from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
-from msrec.components.log_example_gen.splits import EVAL, SPLITS, TRAIN, last_fifth_threshold, split_by_day, split_by_ts
+from msrec.components.log_example_gen.splits import SPLITS, day_splits, split_by_day, split_by_ts, time_cuts
 
 NAMESPACE = "msrec.ingest"
 QUARANTINE = "quarantine"
@@ -206,22 +206,24 @@ class BuildSequences(beam.DoFn):
 
 
 class EncodeExamples(beam.DoFn):
-    """Serialises batches of examples into the output of their split: by day folder when
-    ``eval_day`` is given, else by the ``threshold`` ts side input (one-day windows)."""
+    """Serialises batches of examples into the output of their split: by day folder when ``days``
+    (day -> split) is given, else by the ``cuts`` ts side input within ``newest_day`` (short windows)."""
 
-    def __init__(self, config: FeatureConfig, eval_day: str | None):
+    def __init__(self, config: FeatureConfig, days: dict[str, str] | None, newest_day: str):
         self._config = config
-        self._eval_day = eval_day
+        self._days = days
+        self._newest_day = newest_day
 
     def setup(self) -> None:
         self._encoder = ExampleEncoder(self._config)
         self._written = {s: Metrics.counter(NAMESPACE, f"examples.{s}") for s in SPLITS}
 
     def process(self, batch: list[tuple[Impression, tuple[Behaviour, ...]]],
-                threshold: int | None = None) -> Iterator[Any]:
+                cuts: tuple[int, int] | None = None) -> Iterator[Any]:
         clicks: collections.Counter[str] = collections.Counter()
         for (record, _), serialized in zip(batch, self._encoder.encode(batch)):
-            split = split_by_day(record, self._eval_day) if self._eval_day else split_by_ts(record, threshold)
+            split = (split_by_day(record, self._days) if self._days
+                     else split_by_ts(record, self._newest_day, cuts))
             self._written[split].inc()
             clicks[split] += record.click
             yield TaggedOutput(split, serialized)
@@ -239,9 +241,11 @@ def _write_counts(flat: dict[str, int], plan: IngestPlan, path: str) -> None:
 
 
 def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureConfig,
-                          examples_dir: str, quarantine_dir: str, limits: IngestLimits = IngestLimits()) -> None:
-    """Adds the ingestion of ``plan`` to ``p``: examples under ``examples_dir``, quarantine-*.jsonl
-    and counts.json under ``quarantine_dir``; ``limits``: line and field sizes, duplicates."""
+                          examples_dir: str, quarantine_dir: str, eval_days: int = 1, val_days: int = 1,
+                          limits: IngestLimits = IngestLimits()) -> None:
+    """Adds the ingestion of ``plan`` to ``p``: examples under ``examples_dir`` split as splits.py
+    says for ``eval_days`` and ``val_days``, quarantine-*.jsonl and counts.json under ``quarantine_dir``;
+    ``limits``: line and field sizes, duplicates."""
     tallies: list[beam.PCollection] = []
     quarantines: list[beam.PCollection] = []
 
@@ -285,19 +289,21 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
                           BuildSequences(config.sequence.columns, config.sequence.length))
                       | "Batch" >> beam.BatchElements(min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH))
 
-    if len(plan.window) >= 2:
+    newest = plan.date.isoformat()
+    days = day_splits([d.day.isoformat() for d in plan.window], eval_days, val_days)
+    if days:
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, eval_day=plan.date.isoformat())).with_outputs(COUNTS, *SPLITS)
+            EncodeExamples(config, days, newest)).with_outputs(COUNTS, *SPLITS)
     else:
-        threshold = (deduped["records"]
-                     | "WindowTs" >> beam.FlatMap(lambda r: [r.ts] if r.in_window else [])
-                     | "AllTs" >> beam.combiners.ToList()
-                     | "LastFifth" >> beam.Map(last_fifth_threshold))
+        cuts = (deduped["records"]
+                | "NewestDayTs" >> beam.FlatMap(lambda r: [r.ts] if r.in_window and r.day == newest else [])
+                | "AllTs" >> beam.combiners.ToList()
+                | "TimeCuts" >> beam.Map(time_cuts))
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, eval_day=None), beam.pvalue.AsSingleton(threshold)).with_outputs(COUNTS, *SPLITS)
+            EncodeExamples(config, None, newest), beam.pvalue.AsSingleton(cuts)).with_outputs(COUNTS, *SPLITS)
     tallies.append(encoded[COUNTS])
 
-    for split in (TRAIN, EVAL):
+    for split in SPLITS:
         out = encoded[split]
         tallies.append(_count(out, C.SPLIT + split, split.capitalize()))
         _ = (out
@@ -334,9 +340,11 @@ def _check_fresh(examples_dir: str, quarantine_dir: str) -> None:
 
 def run_ingest(logs_dir: str, date: str, window_days: int, feature_config_path: str,
                examples_dir: str, quarantine_dir: str, beam_pipeline_args: Sequence[str] = (),
-               *, limits: IngestLimits = IngestLimits(),
+               *, eval_days: int = 1, val_days: int = 1, limits: IngestLimits = IngestLimits(),
                make_pipeline: Callable[[], beam.Pipeline] | None = None) -> dict[str, Any]:
     """Ingest the window ending on ``date`` and return the counts (also written to counts.json).
+
+    ``eval_days`` and ``val_days``: the newest days that are the eval and val splits (splits.py).
 
     ``make_pipeline`` lets a TFX executor supply its own configured pipeline; otherwise one is
     built from ``beam_pipeline_args`` (any runner: DirectRunner in_memory / multi_processing ...).
@@ -350,7 +358,7 @@ def run_ingest(logs_dir: str, date: str, window_days: int, feature_config_path: 
               [d.day.isoformat() for d in plan.window], len(plan.lookback), logs_dir)
     pipeline = make_pipeline() if make_pipeline else beam.Pipeline(options=PipelineOptions(list(beam_pipeline_args)))
     with pipeline as p:
-        build_ingest_pipeline(p, plan, config, examples_dir, quarantine_dir, limits=limits)
+        build_ingest_pipeline(p, plan, config, examples_dir, quarantine_dir, eval_days, val_days, limits)
     counts = read_counts(quarantine_dir)
     C.check(counts)
     _log.info("ingested %s: read %d, accepted %d, quarantined %d %s, splits %s", date, counts["read"],

@@ -1,6 +1,6 @@
 """LogExampleGen: the custom TFX ExampleGen that ingests raw impression logs (msrec.ingest).
 
-Outputs a standard ``Examples`` artifact (Split-train / Split-eval, gzipped TFRecords of
+Outputs a standard ``Examples`` artifact (Split-train / -val / -eval, gzipped TFRecords of
 tf.Example, span = days since the epoch of the run date) and a ``Quarantine`` artifact holding
 quarantine-*.jsonl and counts.json. Beam runs with the pipeline's ``beam_pipeline_args``.
 """
@@ -40,6 +40,8 @@ class LogExampleGenSpec(ComponentSpec):
         "date": ExecutionParameter(type=str),
         "window_days": ExecutionParameter(type=int),
         "feature_config": ExecutionParameter(type=str),
+        "eval_days": ExecutionParameter(type=int),
+        "val_days": ExecutionParameter(type=int),
         "limits": ExecutionParameter(type=str),  # IngestLimits as JSON
     }
     INPUTS: dict[str, ChannelParameter] = {}
@@ -59,6 +61,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             date=exec_properties["date"],
             window_days=int(exec_properties["window_days"]),
             feature_config_path=exec_properties["feature_config"],
+            eval_days=int(exec_properties["eval_days"]),
+            val_days=int(exec_properties["val_days"]),
             limits=IngestLimits.from_json(exec_properties["limits"]),
             examples_dir=examples.uri,
             quarantine_dir=quarantine.uri,
@@ -79,6 +83,7 @@ class LogExampleGen(base_beam_component.BaseBeamComponent):
     """Ingests the window of day folders ending on ``date`` from ``logs_dir``.
 
     ``feature_config``: path of the feature config YAML (msrec.schemas.feature_config) naming the columns.
+    ``eval_days``, ``val_days``: the newest days that are the eval and val splits (splits.py).
     ``limits``: line and field sizes, and how duplicate impressions are found and handled.
     """
 
@@ -86,10 +91,10 @@ class LogExampleGen(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, logs_dir: str, date: str, window_days: int, feature_config: str,
-                 limits: IngestLimits = IngestLimits()):
+                 eval_days: int = 1, val_days: int = 1, limits: IngestLimits = IngestLimits()):
         spec = LogExampleGenSpec(
             logs_dir=logs_dir, date=date, window_days=window_days, feature_config=feature_config,
-            limits=limits.to_json(),
+            eval_days=eval_days, val_days=val_days, limits=limits.to_json(),
             examples=types.Channel(type=standard_artifacts.Examples),
             quarantine=types.Channel(type=Quarantine),
         )

@@ -1,31 +1,59 @@
-"""The temporal train/eval split (DESIGN §4): evaluate on the newest data, train on what precedes it.
+"""The temporal train/val/eval split: evaluate on the newest data, select the model (early stopping)
+on the data just before it, train on what precedes both.
 
-With a window of two days or more, the newest day folder is ``eval`` and the others ``train``.
-With a one-day window, the last fifth of the day by ts is ``eval`` (ties at the cut stay ``train``).
+By day, when the window holds ``eval_days + val_days`` days and at least one more: the newest
+``eval_days`` day folders are ``eval``, the ``val_days`` before them ``val``, the rest ``train``.
+
+By time otherwise (a one-day window, the first days of a backfill, a window of two days with the
+default one eval and one val day): within the newest day, the last fifth of its impressions by ts
+is ``eval`` and the fifth before it ``val``; the rest of that day and every older window day are
+``train``. An impression whose ts equals a cut stays in the earlier split, so no ts is on both
+sides of a cut.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from msrec.components.log_example_gen.records import Impression
 
 TRAIN = "train"
+VAL = "val"
 EVAL = "eval"
-SPLITS = (TRAIN, EVAL)
+SPLITS = (TRAIN, VAL, EVAL)
 
 
-def last_fifth_threshold(ts_values: Iterable[int]) -> int | None:
-    """The ts at the 80th percentile: impressions strictly after it are eval. None when empty."""
+def day_splits(window: Sequence[str], eval_days: int, val_days: int) -> dict[str, str] | None:
+    """The split of each day of ``window`` (oldest first), or None when the window is too short to
+    leave a training day: the split then goes by time (:func:`time_cuts`)."""
+    if eval_days < 1 or val_days < 1:
+        raise ValueError(f"eval_days and val_days must be at least 1, got {eval_days} and {val_days}")
+    n = len(window)
+    if n < eval_days + val_days + 1:
+        return None
+    return {day: EVAL if i >= n - eval_days else VAL if i >= n - eval_days - val_days else TRAIN
+            for i, day in enumerate(window)}
+
+
+def time_cuts(ts_values: Iterable[int]) -> tuple[int, int] | None:
+    """(val_after, eval_after) for the newest day's impression ts: the ts at the 60th and 80th
+    percentiles. Impressions after ``eval_after`` are eval, those after ``val_after`` val. None
+    when empty."""
     ordered = sorted(ts_values)
     if not ordered:
         return None
-    train_size = (4 * len(ordered) + 4) // 5  # ceil(0.8 n), in integers to avoid float rounding
-    return ordered[train_size - 1]
+
+    def cut(fifths: int) -> int:  # the ts of the ceil(fifths/5 * n)-th impression, in integers
+        return ordered[(fifths * len(ordered) + 4) // 5 - 1]
+
+    return cut(3), cut(4)
 
 
-def split_by_day(record: Impression, eval_day: str) -> str:
-    return EVAL if record.day == eval_day else TRAIN
+def split_by_day(record: Impression, days: Mapping[str, str]) -> str:
+    return days[record.day]
 
 
-def split_by_ts(record: Impression, threshold: int | None) -> str:
-    return EVAL if threshold is not None and record.ts > threshold else TRAIN
+def split_by_ts(record: Impression, newest_day: str, cuts: tuple[int, int] | None) -> str:
+    if cuts is None or record.day != newest_day:
+        return TRAIN
+    val_after, eval_after = cuts
+    return EVAL if record.ts > eval_after else VAL if record.ts > val_after else TRAIN

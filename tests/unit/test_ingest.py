@@ -26,7 +26,7 @@ from msrec.components.log_example_gen.examples import ExampleEncoder
 from msrec.components.log_example_gen.layout import IngestError, plan_ingest
 from msrec.components.log_example_gen.records import Impression, ImpressionParser
 from msrec.components.log_example_gen.sequences import build_sequences
-from msrec.components.log_example_gen.splits import last_fifth_threshold
+from msrec.components.log_example_gen.splits import day_splits, time_cuts
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 SEQ_COLUMNS = ("item_id", "category", "brand", "scenario_id", "scenario_type")
@@ -42,7 +42,7 @@ class Run:
     examples_dir: str
 
     def all_examples(self) -> list[dict[str, list]]:
-        return self.examples["train"] + self.examples["eval"]
+        return self.examples["train"] + self.examples["val"] + self.examples["eval"]
 
 
 def _values(feature: tf.train.Feature) -> list:
@@ -53,7 +53,7 @@ def _values(feature: tf.train.Feature) -> list:
 
 def read_examples(examples_dir: str) -> dict[str, list[dict[str, list]]]:
     out = {}
-    for split in ("train", "eval"):
+    for split in ("train", "val", "eval"):
         files = sorted(glob.glob(os.path.join(examples_dir, f"Split-{split}", "data_tfrecord-*.gz")))
         assert files, f"no files in Split-{split}"
         out[split] = [{k: _values(v) for k, v in tf.train.Example.FromString(r.numpy()).features.feature.items()}
@@ -61,10 +61,11 @@ def read_examples(examples_dir: str) -> dict[str, list[dict[str, list]]]:
     return out
 
 
-def ingest(fx: Fixture, root: str, date: str, window: int, beam_args: tuple[str, ...] = ()) -> Run:
+def ingest(fx: Fixture, root: str, date: str, window: int, beam_args: tuple[str, ...] = (), eval_days: int = 1,
+           val_days: int = 1) -> Run:
     examples_dir, quarantine_dir = os.path.join(root, "examples"), os.path.join(root, "quarantine")
     counts = run_ingest(fx.logs, date, window, fx.config_path, examples_dir, quarantine_dir,
-                        beam_pipeline_args=beam_args)
+                        beam_pipeline_args=beam_args, eval_days=eval_days, val_days=val_days)
     quarantine = []
     for path in glob.glob(os.path.join(quarantine_dir, "quarantine-*.jsonl")):
         with open(path) as fh:
@@ -144,10 +145,23 @@ def test_build_sequences_is_strictly_before_bounded_and_newest_first() -> None:
     assert out == {"b": ["a"], "c": ["b", "a"], "d": ["b", "a"], "e": ["d", "b"], "f": ["e", "d"]}
 
 
-def test_last_fifth_threshold_keeps_ties_in_train() -> None:
-    assert last_fifth_threshold(range(1, 11)) == 8  # eval = {9, 10}
-    assert last_fifth_threshold([5, 1, 3, 3, 3]) == 3  # ties at the cut: eval is empty
-    assert last_fifth_threshold([]) is None
+def test_time_cuts_are_the_last_two_fifths_and_keep_ties_in_the_earlier_split() -> None:
+    assert time_cuts(range(10, 0, -1)) == (6, 8)  # val = {7, 8}, eval = {9, 10}
+    assert time_cuts([5, 1, 3, 3, 3]) == (3, 3)  # ties at both cuts: val is empty, eval = {5}
+    assert time_cuts([4]) == (4, 4)  # one impression: train
+    assert time_cuts([]) is None
+
+
+def test_day_splits_take_eval_then_val_days_from_the_newest_and_need_a_train_day() -> None:
+    days = [f"2026-11-0{d}" for d in range(1, 7)]
+    assert day_splits(days, eval_days=3, val_days=1) == {
+        "2026-11-01": "train", "2026-11-02": "train", "2026-11-03": "val",
+        "2026-11-04": "eval", "2026-11-05": "eval", "2026-11-06": "eval"}
+    assert day_splits(days[-3:], 1, 1) == {"2026-11-04": "train", "2026-11-05": "val", "2026-11-06": "eval"}
+    assert day_splits(days[-2:], 1, 1) is None  # no train day left: split by time
+    assert day_splits(days, 3, 3) is None
+    with pytest.raises(ValueError, match="at least 1"):
+        day_splits(days, 0, 1)
 
 
 def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out() -> None:
@@ -280,11 +294,38 @@ def test_lookback_clicks_reach_the_first_window_impressions(two_day: Run) -> Non
     assert checked >= 10
 
 
-def test_two_day_window_evaluates_on_the_newest_day(two_day: Run) -> None:
-    assert {ex["date"][0] for ex in two_day.examples["eval"]} == {DAYS[2]}
-    assert {ex["date"][0] for ex in two_day.examples["train"]} == {DAYS[1]}
-    assert two_day.counts["splits"] == {"train": sum(r.day == DAYS[1] for r in two_day.fx.rows),
-                                        "eval": sum(r.day == DAYS[2] for r in two_day.fx.rows)}
+def _time_split_ids(day_rows: list[Any]) -> tuple[set[str], set[str]]:
+    """(val, eval) impression ids of one day by the documented rule, computed here from the rows."""
+    ts = sorted(r.fields["ts"] for r in day_rows)
+    val_after, eval_after = ts[-(-3 * len(ts) // 5) - 1], ts[-(-4 * len(ts) // 5) - 1]
+    return ({r.fields["impression_id"] for r in day_rows if val_after < r.fields["ts"] <= eval_after},
+            {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > eval_after})
+
+
+def test_two_day_window_has_no_train_day_left_so_splits_the_newest_day_by_time(two_day: Run) -> None:
+    newest = [r for r in two_day.fx.rows if r.day == DAYS[2]]
+    val_ids, eval_ids = _time_split_ids(newest)
+    ids = {split: {ex["impression_id"][0] for ex in two_day.examples[split]} for split in ("train", "val", "eval")}
+    assert ids["eval"] == eval_ids and ids["val"] == val_ids
+    assert len(eval_ids) == len(newest) // 5 and val_ids and not val_ids & eval_ids
+    assert {ex["date"][0] for ex in two_day.examples["train"]} == {DAYS[1], DAYS[2]}
+    assert max(ex["ts"][0] for ex in two_day.examples["val"]) < min(ex["ts"][0] for ex in two_day.examples["eval"])
+    assert two_day.counts["splits"] == {"train": sum(r.day in DAYS[1:] for r in two_day.fx.rows) - len(val_ids | eval_ids),
+                                        "val": len(val_ids), "eval": len(eval_ids)}
+
+
+def test_eval_days_3_evaluates_on_the_newest_three_days_and_validates_on_the_day_before(tmp_path: Any) -> None:
+    root = str(tmp_path)
+    days = [f"2026-11-0{d}" for d in range(1, 7)]
+    fx = write_fixture(root, days, per_day=40, seed=5)
+    run = ingest(fx, root, days[-1], 5, eval_days=3, val_days=1)
+    assert run.counts["window"] == days[1:]
+    by_split = {split: {ex["date"][0] for ex in run.examples[split]} for split in ("train", "val", "eval")}
+    assert by_split == {"train": {days[1]}, "val": {days[2]}, "eval": set(days[3:])}
+    assert {ex["impression_id"][0] for ex in run.examples["eval"]} == {
+        r.fields["impression_id"] for r in fx.rows if r.day in days[3:]}
+    assert run.counts["splits"] == {split: sum(r.day in d for r in fx.rows)
+                                    for split, d in (("train", days[1:2]), ("val", days[2:3]), ("eval", days[3:]))}
 
 
 def test_missing_side_table_ids_leave_features_absent(two_day: Run) -> None:
@@ -312,12 +353,12 @@ def test_one_day_window_multi_processing_evaluates_on_the_last_fifth(tmp_path: A
     root = str(tmp_path)
     fx = write_fixture(root, DAYS[1:], per_day=150, seed=11)
     run = ingest(fx, root, DAYS[2], 1, ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
-    day_rows = sorted((r for r in fx.rows if r.day == DAYS[2]), key=lambda r: r.fields["ts"])
-    cut = day_rows[-(-4 * len(day_rows) // 5) - 1].fields["ts"]
+    day_rows = [r for r in fx.rows if r.day == DAYS[2]]
+    val_ids, eval_ids = _time_split_ids(day_rows)
     assert run.counts["window"] == [DAYS[2]] and run.counts["lookback"] == [DAYS[1]]
-    eval_ids = {ex["impression_id"][0] for ex in run.examples["eval"]}
-    assert eval_ids == {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > cut}
-    assert len(eval_ids) == len(day_rows) // 5
+    assert {ex["impression_id"][0] for ex in run.examples["eval"]} == eval_ids
+    assert {ex["impression_id"][0] for ex in run.examples["val"]} == val_ids
+    assert len(eval_ids) == len(day_rows) // 5 and val_ids
     assert {ex["date"][0] for ex in run.all_examples()} == {DAYS[2]}
     rows = rows_by_impression(fx)
     for ex in run.all_examples():
@@ -337,8 +378,9 @@ def test_generated_logs_ingest_exactly_and_validate_against_the_curated_schema(t
         with open(data.truth_dir / "probabilities" / f"{day}.csv") as fh:
             truth_ids[day] = {line.split(",")[0] for line in list(fh)[1:]}
     examples = read_examples(examples_dir)
-    assert {ex["impression_id"][0] for ex in examples["train"]} == truth_ids[data.dates[0]]
-    assert {ex["impression_id"][0] for ex in examples["eval"]} == truth_ids[data.dates[1]]
+    ids = {split: {ex["impression_id"][0] for ex in exs} for split, exs in examples.items()}
+    assert ids["train"] | ids["val"] | ids["eval"] == truth_ids[data.dates[0]] | truth_ids[data.dates[1]]
+    assert truth_ids[data.dates[0]] <= ids["train"] and ids["val"] | ids["eval"] <= truth_ids[data.dates[1]]
 
     # Point in time on real traffic, where a slate's impressions share one ts: brute force.
     clicks = collections.defaultdict(list)
@@ -354,7 +396,7 @@ def test_generated_logs_ingest_exactly_and_validate_against_the_curated_schema(t
                     clicks[r["user_id"]].append((r["ts"], path, line_no, r["item_id"], r["scenario_id"]))
     length = load_feature_config(data.feature_config).sequence.length
     nonempty = 0
-    for ex in examples["train"] + examples["eval"]:
+    for ex in [ex for exs in examples.values() for ex in exs]:
         before = sorted(c for c in clicks[ex["user_id"][0]] if c[0] < ex["ts"][0])[::-1][:length]
         assert list(zip(ex["seq_item_id"], ex["seq_scenario_id"])) == [(c[3], c[4]) for c in before]
         nonempty += bool(before)

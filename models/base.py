@@ -5,6 +5,9 @@
   returns the click probability float32 [B, 1], ``click_probability(logit, features)``. Auxiliary
   losses go through ``add_loss``.
 * ``fc_sample_weight``: True when the trainer must weight the BCE by ``fairness_coef``.
+* Training (``fit``/``evaluate``): the loss and metrics of the tfrs Ranking ``task``, BCE weighted
+  by the sample weight (with the FC as weight, SAR-Net's Bias Adapting Loss) plus the model's
+  auxiliary losses, and the AUC; compile with an optimizer only.
 * ``hparams``: the merged hyper-parameters the model was built with (read-only).
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, Mapping
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 from msrec.schemas.feature_config import FAIRNESS_COEF, FeatureSpec
 from msrec.models.layers import scenario_index
@@ -32,6 +36,33 @@ class MultiScenarioModel(tf.keras.Model):
         # structure that tf.saved_model then tries (and fails) to serialise.
         self._hparams = types.MappingProxyType(dict(hparams))
         self._prior_logit = prior_logits(self._hparams.get("prior_ctr", ()), spec.num_scenarios)
+        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(),
+                                       metrics=[tf.keras.metrics.AUC(name="auc")])
+        self._loss_tracker = tf.keras.metrics.Mean(name="loss")
+
+    def _objective(self, data: Any, training: bool) -> tf.Tensor:
+        """The task's loss on one (features, label[, sample_weight]) batch plus the auxiliary
+        losses the forward pass added; updates the metrics."""
+        features, labels, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        predictions = self(features, training=training)
+        # [B, 1] like the predictions: a [B] label would make the BCE average over the batch
+        # before the sample weights are applied
+        labels = tf.reshape(tf.cast(labels, predictions.dtype), [-1, 1])
+        loss = self.task(labels=labels, predictions=predictions, sample_weight=sample_weight, training=training)
+        if self.losses:
+            loss += tf.add_n(self.losses)
+        self._loss_tracker.update_state(loss)
+        return loss
+
+    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = self._objective(data, training=True)
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data: Any) -> dict[str, tf.Tensor]:
+        self._objective(data, training=False)
+        return {m.name: m.result() for m in self.metrics}
 
     def click_probability(self, logit: tf.Tensor, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """sigmoid(logit + log-odds of the example's scenario click rate in the training data).

@@ -36,6 +36,13 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lazy("msrec.data.generator:main"))
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert a public dataset you downloaded into msrec's raw logs")
     isub = p.add_subparsers(dest="source", required=True)
@@ -49,13 +56,20 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--logs", required=True, help="folder of day folders and side tables")
     p.add_argument("--workdir", required=True, help="pipeline root, metadata, reports, serving/")
     p.add_argument("--model", default="sarnet", help=MODEL_HELP)
-    p.add_argument("--window", type=int, default=2, help="days in the training window (eval = newest)")
+    p.add_argument("--window", type=int, default=2, help="days in the window (train, val and eval)")
+    p.add_argument("--eval-days", type=_positive, default=1, help="newest days of the window that are the eval split")
+    p.add_argument("--val-days", type=_positive, default=1,
+                   help="days before them that are the val split the epoch is selected on; a window without "
+                        "room for a train day splits the newest day by time (eval: its last fifth, val: the "
+                        "fifth before)")
     p.add_argument("--feature-config", default=None, help="default: <logs>/feature_config.yaml")
     p.add_argument("--schema", default=None,
                    help="TFDV schema (text) the examples are validated against; default: generated from the "
                         "feature config, written to <workdir>/reports/<date>/schema.pbtxt")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=2048)
+    # None: the trainer's defaults (msrec.models.training.loop), kept in one place
+    p.add_argument("--max-epochs", type=_positive, default=None, help="epochs at most; the best by val AUC is kept")
+    p.add_argument("--patience", type=_positive, default=None, help="epochs without a better val AUC before stopping")
+    p.add_argument("--batch-size", type=_positive, default=None)
     p.add_argument("--auc-floor", type=float, default=0.55)
     p.add_argument("--auc-delta", type=float, default=0.01,
                    help="largest per-scenario AUC drop vs the blessed model still blessed")

@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
     data = generate(data_dir, days=args.days, impressions_per_day=args.impressions_per_day, seed=0)
     print(f"== backfilling {data.dates[0]}..{data.dates[-1]} with {args.model} (workdir {workdir})", flush=True)
     reports = daily.backfill(str(data.logs_dir), data.dates[0], data.dates[-1], workdir, model=args.model,
-                             window=2, batch_size=512, epochs=2, hparams={"learning_rate": 3e-3})
+                             window=2, batch_size=512, hparams={"learning_rate": 3e-3})
     from msrec.pipeline.report import print_backfill
 
     print_backfill(reports)

@@ -47,7 +47,9 @@ def _schema(path: str | None) -> str | None:
 def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
     show_progress()
     return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
-                feature_config=args.feature_config, epochs=args.epochs, batch_size=args.batch_size,
+                feature_config=args.feature_config, eval_days=args.eval_days, val_days=args.val_days,
+                **{k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience),
+                                     ("batch_size", args.batch_size)) if v is not None},
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
                 auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
                 hparams=_hparams(args.hparams),

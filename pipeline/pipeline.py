@@ -18,6 +18,7 @@ from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
 from msrec.schemas.feature_config import FeatureConfig
 from msrec.schemas.schema_gen import write_schema
+from msrec.models.training import loop
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
 from msrec.models.training.incremental import FULL_RETRAIN_DAYS
 from msrec.pipeline import evaluation
@@ -37,8 +38,11 @@ class DailyRun:
     scenario_vocabulary: list[str]
     model: str = "sarnet"
     window: int = 2
-    epochs: int = 1
-    batch_size: int = 2048
+    eval_days: int = 1  # the newest days of the window that are the eval split (LogExampleGen's splits.py)
+    val_days: int = 1  # the days before them, the val split the Trainer selects its epoch on
+    max_epochs: int = loop.MAX_EPOCHS
+    patience: int = loop.PATIENCE
+    batch_size: int = loop.BATCH_SIZE
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     full_retrain_days: int = FULL_RETRAIN_DAYS  # a full retrain once production's last one is this old
     auc_floor: float = 0.55
@@ -84,7 +88,8 @@ class DailyRun:
 
 def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     example_gen = LogExampleGen(logs_dir=run.logs_dir, date=run.date, window_days=run.window,
-                                feature_config=run.feature_config_path, limits=run.ingest_limits)
+                                feature_config=run.feature_config_path, eval_days=run.eval_days,
+                                val_days=run.val_days, limits=run.ingest_limits)
     day_gate = DayGate(quarantine=example_gen.outputs["quarantine"], limits=run.day_limits.to_json(),
                        report_path=run.anomalies_path)
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -107,7 +112,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     transform = tfx.components.Transform(
         examples=fairness.outputs["weighted_examples"], schema=schema.outputs["schema"],
         preprocessing_fn="msrec.models.training.preprocessing.preprocessing_fn",
-        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "val", "eval"]),
         custom_config=transform_config,
         disable_statistics=True)  # StatisticsGen already profiled the raw examples
     if run.stop_after == "transform":
@@ -118,10 +123,11 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         transform_graph=transform.outputs["transform_graph"],
         base_model=production.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        # the Trainer's "eval" files are the val split: the eval day stays unseen until the Evaluator
+        eval_args=tfx.proto.EvalArgs(splits=["val"]),
         custom_config={**transform_config, "model": run.model, "hparams": dict(run.hparams),
-                       "epochs": run.epochs, "batch_size": run.batch_size, "seed": run.seed,
-                       "run_date": run.date, "full_retrain_days": run.full_retrain_days})
+                       "max_epochs": run.max_epochs, "patience": run.patience, "batch_size": run.batch_size,
+                       "seed": run.seed, "run_date": run.date, "full_retrain_days": run.full_retrain_days})
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=production.outputs["model"], example_splits=["eval"],

@@ -206,6 +206,10 @@ def format_report(rep: Mapping[str, Any]) -> str:
         if "examples" in t:
             lines.append(f"training: {t['examples']} examples in {t['seconds']:.1f}s = "
                          f"{t['examples_per_s']:.0f} examples/s, {t['params']} parameters")
+        if "best_epoch" in t:
+            lines.append(f"  epochs {t['epochs_run']} of at most {t['max_epochs']}, best epoch {t['best_epoch']}: "
+                         f"validation AUC {t['best_val_auc']:.4f} (per epoch: "
+                         + " ".join(f"{a:.4f}" for a in t["val_auc"]) + ")")
     if rep.get("timings_s"):
         lines.append("component wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in rep["timings_s"].items()))
     if rep.get("error"):

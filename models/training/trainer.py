@@ -1,6 +1,7 @@
-"""The TFX Trainer's run_fn: build the model chosen by name, train it on the transformed examples
-with the Fairness Coefficient as sample weight (when the model asks for it), warm start from the
-last blessed model, and export the serving SavedModel.
+"""The TFX Trainer's run_fn: build the model chosen by name, warm start it from the last blessed
+model, train it on the transformed train split with the Fairness Coefficient as sample weight (when
+the model asks for it), selecting the epoch on the val split (loop.train_model), and export the
+serving SavedModel. The eval split is left to the Evaluator.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
-from msrec.models.training import export, warm_start
+from msrec.models.training import export, loop, warm_start
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
 from msrec.models.registry import build_model
 
@@ -25,35 +26,6 @@ log = logging.getLogger(__name__)
 SPEC_FILE = "feature_spec.json"
 TRAINING_STATS = "training_stats.json"
 PRIOR_SMOOTHING = 100.0  # pseudo-samples at the overall click rate behind each scenario's prior
-
-
-class Throughput(tf.keras.callbacks.Callback):
-    """Training examples per second over the epochs (validation excluded). The first batch is left
-    out because it traces the graph; a partial last batch is counted as full, which overstates the
-    count by less than one batch per epoch."""
-
-    def __init__(self, batch_size: int) -> None:
-        super().__init__()
-        self._batch_size = batch_size
-        self.examples = 0
-        self.seconds = 0.0
-        self._start = 0.0
-        self._batch_start = 0.0
-        self._traced = False
-
-    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._batch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if not self._traced:
-            self._traced = True
-            return
-        self.seconds += time.perf_counter() - self._batch_start
-        self.examples += self._batch_size
-
-    def stats(self) -> dict[str, float]:
-        return {"examples": self.examples, "seconds": round(self.seconds, 3),
-                "examples_per_s": round(self.examples / self.seconds, 1) if self.seconds else 0.0}
 
 
 def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scenario_vocab: list[str]) -> FeatureSpec:
@@ -126,33 +98,35 @@ def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output:
 
 
 def run_fn(fn_args: Any) -> None:
-    """TFX Trainer entry point (GenericExecutor). custom_config carries model name and hparams."""
+    """TFX Trainer entry point (GenericExecutor). ``eval_files`` are the val split (the pipeline's
+    EvalArgs); custom_config carries model name, hparams and batch_size, max_epochs, patience."""
     cfg: Mapping[str, Any] = fn_args.custom_config
     config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
     hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec)
-    batch_size = int(cfg.get("batch_size", 2048))
+    batch_size = int(cfg.get("batch_size", loop.BATCH_SIZE))
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
     model = build_model(cfg["model"], spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True)
-    evaluation = dataset(fn_args.eval_files, tft_output, batch_size, use_fc, shuffle=False)
-    model.compile(optimizer=tf.keras.optimizers.Adam(float(hparams.get("learning_rate", 1e-3))),
-                  loss=tf.keras.losses.BinaryCrossentropy(),
-                  weighted_metrics=[tf.keras.metrics.AUC(name="auc")])
+    # Unweighted: the epoch is selected by the AUC the Evaluator and the blessing measure.
+    val = dataset(fn_args.eval_files, tft_output, batch_size, use_fc_weight=False, shuffle=False)
     model(next(iter(train))[0])  # build variables before warm start
     if fn_args.base_model:
         warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output)
     else:
         log.info("Trainer: no blessed model to warm start from; training from scratch")
-    throughput = Throughput(batch_size)
-    model.fit(train, validation_data=evaluation, epochs=int(cfg.get("epochs", 1)),
-              verbose=1 if sys.stdout.isatty() else 2,
-              callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50), throughput])
+    stats = loop.train_model(
+        model, train, val, learning_rate=float(model.hparams["learning_rate"]), batch_size=batch_size,
+        max_epochs=int(cfg.get("max_epochs", loop.MAX_EPOCHS)), patience=int(cfg.get("patience", loop.PATIENCE)),
+        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)],
+        verbose=1 if sys.stdout.isatty() else 2)
+    log.info("Trainer: %d epochs, best epoch %d with validation AUC %.4f", stats["epochs_run"], stats["best_epoch"],
+             stats["best_val_auc"])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_STATS), "w") as fh:
-        json.dump({"model": cfg["model"], "params": int(model.count_params()), **throughput.stats()}, fh)
+        json.dump({"model": cfg["model"], "params": int(model.count_params()), **stats}, fh)
     export.export(model, tft_output, config, fn_args.serving_model_dir, cfg["model"])
     warm_start.save(model, spec, cfg["model"], fn_args.serving_model_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "assets.extra", SPEC_FILE), "w") as fh:

@@ -2,7 +2,8 @@
 evaluated on the same eval day, over several seeds, as a per-scenario AUC table like the papers'.
 
 The window goes through the real pipeline once (ingestion, FairnessGen, Transform); every model
-then trains in-process on those transformed examples, so the comparison is of models only.
+then trains in-process on those transformed examples with the pipeline's own training loop
+(loop.train_model: early stopping on the val split), so the comparison is of models only.
 """
 from __future__ import annotations
 
@@ -86,10 +87,11 @@ def _journal(path: str) -> list[dict[str, Any]]:
 def reusable_runs(journal: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
     """The journal's runs that this version would train the same way, by (model, seed).
 
-    Runs without the click-rate prior (an msrec before it, whose journal has no ``prior``) are not
-    comparable with today's models: they are trained again rather than mixed into the table.
+    Runs without the click-rate prior (an msrec before it, whose journal has no ``prior``) or
+    without early stopping on the val split (no ``best_epoch``) are not comparable with today's
+    training: they are trained again rather than mixed into the table.
     """
-    return {(r["model"], r["seed"]): r for r in journal if r.get("prior")}
+    return {(r["model"], r["seed"]): r for r in journal if r.get("prior") and "best_epoch" in r}
 
 
 def _read(path: str) -> Any:
@@ -99,29 +101,32 @@ def _read(path: str) -> Any:
         return json.load(fh)
 
 
-def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, batch_size: int,
-                       learning_rate: float, hparams: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``name`` (``hparams`` over its defaults) on the prepared window; its eval-day record."""
+def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapping[str, Any] | None = None,
+                       **budget: Any) -> dict[str, Any]:
+    """Train ``name`` (``hparams`` over its defaults) on the prepared window as the pipeline's
+    Trainer does (``budget``: loop.train_model's batch_size, max_epochs, patience overrides);
+    its eval-day record."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
     from msrec.models.registry import build_model
-    from msrec.models.training.trainer import Throughput, dataset, feature_spec, with_prior
+    from msrec.models.training import loop
+    from msrec.models.training.trainer import dataset, feature_spec, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
     train_files = [os.path.join(prep["examples"], "Split-train", "*")]
-    hparams = with_prior({**(hparams or {}), "learning_rate": learning_rate}, train_files, tft_output, spec)
+    hparams = with_prior(hparams or {}, train_files, tft_output, spec)
     model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
+    batch_size = int(budget.pop("batch_size", loop.BATCH_SIZE))
     train = dataset(train_files, tft_output, batch_size, use_fc, True, seed)
+    val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False)
     evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
                          False)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=tf.keras.losses.BinaryCrossentropy())
-    model(next(iter(train))[0])
-    throughput = Throughput(batch_size)
-    model.fit(train, epochs=epochs, verbose=0, callbacks=[throughput])
+    stats = loop.train_model(model, train, val, learning_rate=float(model.hparams["learning_rate"]),
+                             batch_size=batch_size, **budget)
     predict = tf.function(lambda f: model({k: v for k, v in f.items() if k != "fairness_coef"}, training=False))
     preds, labels, scen, times = [], [], [], []
     for features, label, _ in evaluation:
@@ -141,7 +146,8 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], epochs: int, 
     return {"model": name, "seed": seed, "prior": bool(model.hparams["prior_ctr"]), "auc": auc(p, y),
             "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
-            "params": int(model.count_params()), "train_examples_per_s": throughput.stats()["examples_per_s"],
+            "params": int(model.count_params()), "train_examples_per_s": stats["examples_per_s"],
+            "epochs_run": stats["epochs_run"], "best_epoch": stats["best_epoch"], "best_val_auc": stats["best_val_auc"],
             # the first batch includes tracing, so the median is the steady state
             "infer_ms_per_2000": float(np.median(times[1:] or times))}
 
@@ -249,8 +255,8 @@ def main(args: argparse.Namespace) -> int:
     earlier = _journal(journal)
     done = reusable_runs(earlier)
     if len(done) < len(earlier):
-        print(f"{len(earlier) - len(done)} runs in {journal} were trained without the click-rate prior: "
-              "training them again", flush=True)
+        print(f"{len(earlier) - len(done)} runs in {journal} were trained by an older recipe (no click-rate prior "
+              "or no early stopping): training them again", flush=True)
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):
         for name in models:
@@ -258,14 +264,14 @@ def main(args: argparse.Namespace) -> int:
                 runs.append(done[(name, seed)])
                 continue
             print(f"training {name} (seed {seed})", flush=True)
-            runs.append(train_and_evaluate(name, seed, prep, epochs=1, batch_size=2048, learning_rate=3e-3))
+            runs.append(train_and_evaluate(name, seed, prep))
             with open(journal, "a") as fh:
                 fh.write(json.dumps(runs[-1]) + "\n")
     summary = summarise(runs, models, oracle, counts)
     with open(os.path.join(out, "bench_models.json"), "w") as fh:
         json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
     print(f"msrec bench models: {prep['dates']} window, eval on {prep['dates'][-1]}, "
-          f"{seeds} seeds, 1 epoch, batch 2048, Adam 3e-3\n{format_machine(machine_info())}")
+          f"{seeds} seeds, the pipeline's training (early stopping on val AUC)\n{format_machine(machine_info())}")
     print(format_table(summary))
     plot(summary, os.path.join(out, "bench_models.png"))
     print(f"results: {out}/bench_models.json, plot {out}/bench_models.png")

@@ -12,10 +12,8 @@ from typing import Any, Sequence
 import msrec  # noqa: F401
 from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
-from msrec.models.registry import COMMON_HPARAMS
 from msrec.pipeline import daily
 from msrec.progress import show_progress
-from msrec.pipeline.pipeline import DailyRun
 
 DEFAULT_SIZES = (200_000, 1_000_000)
 DEFAULT_MODELS = ("sarnet", "mmoe")
@@ -33,7 +31,7 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
         data = generate(data_dir, days=1, impressions_per_day=n, seed=0, progress=False)
         workdir = os.path.join(out_dir, f"work-{n}")
         first, *others = models
-        rep = daily.run_day(str(data.logs_dir), data.dates[0], workdir, model=first, window=1, epochs=1)
+        rep = daily.run_day(str(data.logs_dir), data.dates[0], workdir, model=first, window=1)
         rows.append({"impressions": n, "model": first, "wall_s": rep["wall_s"], "timings_s": rep["timings_s"],
                      "training": rep.get("training", {}), "auc": rep.get("metrics", {}).get("overall", {}).get("auc"),
                      "error": rep.get("error")})
@@ -41,8 +39,7 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
             continue
         window = transformed_window(data_dir, workdir, first)
         for model in others:
-            r = train_and_evaluate(model, 0, window, epochs=1, batch_size=DailyRun.batch_size,
-                                   learning_rate=COMMON_HPARAMS["learning_rate"])
+            r = train_and_evaluate(model, 0, window)
             rows.append({"impressions": n, "model": model, "wall_s": math.nan, "timings_s": {},
                          "training": {"examples_per_s": r["train_examples_per_s"]}, "auc": r["auc"], "error": None})
     return rows

@@ -35,8 +35,9 @@ def test_summary_averages_seeds_and_measures_relaimpr_against_the_best_baseline(
     assert "scen. AUC" in table and "overall AUC" in table and "0.7300" in table
 
 
-def test_a_resumed_run_trains_again_what_an_older_version_trained_without_the_prior():
+def test_a_resumed_run_trains_again_what_an_older_recipe_trained():
     journal = [{"model": "mix", "seed": 0, "auc": 0.70},  # before the prior: no "prior" recorded
-               {"model": "mix", "seed": 1, "prior": False, "auc": 0.70},
-               {"model": "mmoe", "seed": 0, "prior": True, "auc": 0.71}]
-    assert reusable_runs(journal) == {("mmoe", 0): journal[2]}
+               {"model": "mix", "seed": 1, "prior": False, "auc": 0.70, "best_epoch": 2},
+               {"model": "mmoe", "seed": 1, "prior": True, "auc": 0.70},  # before early stopping
+               {"model": "mmoe", "seed": 0, "prior": True, "auc": 0.71, "best_epoch": 3}]
+    assert reusable_runs(journal) == {("mmoe", 0): journal[3]}

@@ -1,4 +1,6 @@
-"""The trainer's per-scenario click-rate prior, computed from transformed examples on disk."""
+"""The trainer: the per-scenario click-rate prior computed from transformed examples on disk, the
+training objective (the models' tfrs Ranking task) and the training loop's epoch selection on the
+validation split."""
 from __future__ import annotations
 
 import pathlib
@@ -7,10 +9,14 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
-from support.models import small_spec
+from sklearn.metrics import roc_auc_score
+from support.models import SMALL, small_spec, tensors
 
-from msrec.schemas.feature_config import LABEL
+from msrec.models.registry import build_model
+from msrec.models.synthetic import planted_ctr_batch
+from msrec.models.training.loop import train_model
 from msrec.models.training.trainer import scenario_click_rates, with_prior
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL
 
 
 class _TransformOutput:
@@ -57,3 +63,102 @@ def test_a_scenario_index_outside_the_model_fails_clearly(tmp_path: pathlib.Path
     _write(tmp_path / "a.gz", [1, spec.num_scenarios], [0, 1])
     with pytest.raises(ValueError, match="outside the"):
         scenario_click_rates([str(tmp_path / "*.gz")], _TransformOutput(), spec)
+
+
+def test_the_training_loss_is_the_fc_weighted_bce_plus_the_auxiliary_losses() -> None:
+    """SAR-Net's Bias Adapting Loss: BCE weighted by the FC; HMDN's auxiliary RQ loss is added."""
+    spec = small_spec()
+    data = planted_ctr_batch(spec, 128, seed=1, fairness=True)
+    x, y, fc = tensors(data.features), data.labels.astype(np.float32), data.features[FAIRNESS_COEF]
+    for name in ("sarnet", "hmdn_mmoe"):
+        tf.keras.utils.set_random_seed(0)
+        model = build_model(name, spec, SMALL)
+        model.compile(tf.keras.optimizers.SGD(0.0))  # a step that changes nothing: the same forward pass twice
+        p = model(x, training=True).numpy()[:, 0]
+        aux = float(tf.add_n(model.losses)) if model.losses else 0.0
+        eps = 1e-7  # Keras clips probabilities to [eps, 1 - eps]
+        p = np.clip(p, eps, 1 - eps)
+        bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        got = model.train_on_batch(x, y, sample_weight=fc, return_dict=True)
+        assert got["loss"] == pytest.approx(float(np.mean(fc * bce)) + aux, rel=1e-4), name
+        assert (aux > 0) == (name == "hmdn_mmoe")
+
+
+def _data(spec, n: int, seed: int, flip: bool = False) -> tf.data.Dataset:
+    planted = planted_ctr_batch(spec, n, seed=seed)
+    labels = 1 - planted.labels if flip else planted.labels
+    return tf.data.Dataset.from_tensor_slices(
+        (planted.features, labels.astype(np.float32), np.ones(n, np.float32))).batch(256)
+
+
+class _EpochWeights(tf.keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weights: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.weights.append(self.model.get_weights())
+
+
+class _ScriptedValAuc(tf.keras.callbacks.Callback):
+    """Replaces each epoch's val_auc by the script's, before early stopping reads it."""
+
+    def __init__(self, script: list[float]) -> None:
+        super().__init__()
+        self._script = script
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs["val_auc"] = self._script[epoch]
+
+
+def _assert_weights(model: tf.keras.Model, expected: list[np.ndarray]) -> None:
+    for got, want in zip(model.get_weights(), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return small_spec()
+
+
+def _model(spec):
+    tf.keras.utils.set_random_seed(0)
+    return build_model("mix", spec, SMALL)
+
+
+def test_a_validation_auc_that_falls_after_epoch_1_keeps_epoch_1s_weights(spec) -> None:
+    """The validation labels are the planted signal's opposite: the better the model learns the
+    training signal, the lower its validation AUC."""
+    model, epochs = _model(spec), _EpochWeights()
+    stats = train_model(model, _data(spec, 4096, 1), _data(spec, 1024, 2, flip=True), learning_rate=1e-2,
+                        batch_size=256, max_epochs=8, patience=2, callbacks=[epochs])
+    auc = stats["val_auc"]
+    assert auc[1] < auc[0] and auc[2] < auc[0]
+    assert (stats["epochs_run"], stats["best_epoch"], stats["best_val_auc"]) == (3, 1, auc[0])
+    _assert_weights(model, epochs.weights[0])
+    assert not np.array_equal(epochs.weights[0][0], epochs.weights[-1][0])  # later epochs did move them
+    val = planted_ctr_batch(spec, 1024, seed=2)
+    p = model(tensors(val.features), training=False).numpy()[:, 0]
+    assert roc_auc_score(1 - val.labels, p) == pytest.approx(auc[0], abs=2e-3)
+
+
+@pytest.mark.parametrize("script, patience, expected", [
+    ([0.60, 0.72, 0.65, 0.70], 5, (4, 2)),  # runs to max_epochs: the best epoch is still restored
+    ([0.70, 0.69, 0.71, 0.50, 0.40, 0.90], 2, (5, 3)),  # stops after 2 epochs without a better AUC
+])
+def test_early_stopping_restores_the_best_epoch_of_a_scripted_validation_auc(spec, script, patience,
+                                                                             expected) -> None:
+    model, epochs = _model(spec), _EpochWeights()
+    stats = train_model(model, _data(spec, 512, 1), _data(spec, 256, 2), learning_rate=1e-2, batch_size=256,
+                        max_epochs=4 if patience == 5 else 10, patience=patience,
+                        callbacks=[_ScriptedValAuc(script), epochs])
+    epochs_run, best = expected
+    assert (stats["epochs_run"], stats["best_epoch"]) == expected
+    assert stats["val_auc"] == pytest.approx(script[:epochs_run]) and stats["best_val_auc"] == script[best - 1]
+    _assert_weights(model, epochs.weights[best - 1])
+
+
+def test_an_empty_validation_split_is_a_clear_error(spec) -> None:
+    empty = _data(spec, 256, 2).take(0)
+    with pytest.raises(ValueError, match="validation split is empty"):
+        train_model(_model(spec), _data(spec, 256, 1), empty, learning_rate=1e-2, batch_size=256)

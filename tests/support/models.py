@@ -75,8 +75,7 @@ def train_auc(name: str, hparams: Mapping[str, Any], n_train: int = 3000, n_test
     x_test, y_test = batch(spec, n_test, seed=2)
     model = build_model(name, spec, hparams)
     # Eager: for a few dozen small steps, tracing the train function costs more than it saves.
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=tf.keras.losses.BinaryCrossentropy(),
-                  run_eagerly=True)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), run_eagerly=True)
     model.fit(x, y, batch_size=256, epochs=epochs, verbose=0)
     return float(roc_auc_score(y_test, predict(model, x_test)[:, 0]))
 
@@ -87,7 +86,7 @@ def train_on_planted(name: str, spec: FeatureSpec, hparams: Mapping[str, Any],
     the true click probabilities reach."""
     tf.keras.utils.set_random_seed(0)
     model = build_model(name, spec, hparams)
-    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3))
     train, test = planted_ctr_batch(spec, 4000, seed=10), planted_ctr_batch(spec, 1500, seed=11)
     model.fit(train.features, train.labels, batch_size=128, epochs=epochs, verbose=0)
     auc = roc_auc_score(test.labels, predict(model, test.features)[:, 0])
@@ -117,16 +116,11 @@ def assert_scenario_rows_learn_only_from_their_scenario(model: tf.keras.Model, s
 
 def train_step(model: tf.keras.Model, features: Mapping[str, np.ndarray], labels: np.ndarray,
                optimizer: tf.keras.optimizers.Optimizer | None = None) -> float:
-    """One eager Adam (or ``optimizer``) step on BCE plus the model's auxiliary losses; the loss."""
-    optimizer = optimizer or tf.keras.optimizers.Adam(1e-3)
-    inputs = {k: tf.constant(v) for k, v in features.items()}
-    with tf.GradientTape() as tape:
-        p = model(inputs, training=True)
-        loss = tf.reduce_mean(tf.keras.losses.binary_crossentropy(labels[:, None], p)) + tf.add_n(
-            [tf.constant(0.0)] + model.losses)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return float(loss)
+    """One eager Adam (or ``optimizer``) step of the model's own training (its task's BCE plus the
+    auxiliary losses); the loss."""
+    model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(1e-3), run_eagerly=True)
+    return float(model.train_on_batch({k: tf.constant(v) for k, v in features.items()}, labels,
+                                      return_dict=True)["loss"])
 
 
 class _Serving(tf.Module):

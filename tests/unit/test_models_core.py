@@ -242,7 +242,7 @@ def test_mmoe_learns_scenario_and_behaviour_signal() -> None:
     test = planted_ctr_batch(spec, 2000, seed=2)
     tf.keras.utils.set_random_seed(0)
     model = build_model("mmoe", spec)
-    model.compile(tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.compile(tf.keras.optimizers.Adam(3e-3))
     model.fit(train.features, train.labels, batch_size=256, epochs=3, verbose=0)
     auc = roc_auc_score(test.labels, model(tensors(test.features), training=False).numpy().ravel())
     oracle = roc_auc_score(test.labels, test.click_prob)

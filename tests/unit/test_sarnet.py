@@ -36,7 +36,7 @@ def trained(spec: FeatureSpec) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(0)
     model = build_model("sarnet", spec)
     assert model.fc_sample_weight
-    model.compile(tf.keras.optimizers.Adam(3e-3), loss="binary_crossentropy")
+    model.compile(tf.keras.optimizers.Adam(3e-3))  # the loss: the model's task, BCE weighted by the FC
     model.fit(train.features, train.labels, sample_weight=train.features[FAIRNESS_COEF],
               batch_size=256, epochs=3, verbose=0)
     return model

@@ -46,13 +46,13 @@ def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation
         counts = json.load(fh)
     valid = sum(r.day == DAYS[1] for r in fx.rows) + sum(r.day == DAYS[0] for r in fx.rows)
     p = _props(examples)
-    assert json.loads(p["split_names"]) == ["train", "eval"]
+    assert json.loads(p["split_names"]) == ["train", "val", "eval"]
     assert p["span"] == _props(quarantine)["span"] == 20759  # 2026-11-02, in days since 1970-01-01
     assert p["payload_format"] == "FORMAT_TF_EXAMPLE" and p["file_format"] == "tfrecords_gzip"
     assert p["accepted"] == counts["accepted"] == valid
     assert p["quarantined"] == _props(quarantine)["quarantined"] == len(fx.bad)
-    assert p["num_train"] + p["num_eval"] == valid
-    for split in ("train", "eval"):
+    assert p["num_train"] + p["num_val"] + p["num_eval"] == valid
+    for split in ("train", "val", "eval"):
         assert glob.glob(os.path.join(examples.uri, f"Split-{split}", "data_tfrecord-*.gz"))
     lines = [json.loads(line) for path in glob.glob(os.path.join(quarantine.uri, "quarantine-*.jsonl"))
              for line in open(path)]

@@ -70,6 +70,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=_positive, default=None, help="epochs at most; the best by val AUC is kept")
     p.add_argument("--patience", type=_positive, default=None, help="epochs without a better val AUC before stopping")
     p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--full-retrain-days", type=_positive, default=7,
+                   help="train the whole window from scratch once the production model's last full retrain "
+                        "is this many days old; other days continue production on the days it has not seen")
     p.add_argument("--auc-floor", type=float, default=0.55)
     p.add_argument("--auc-delta", type=float, default=0.01,
                    help="largest per-scenario AUC drop vs the blessed model still blessed")
@@ -112,6 +115,8 @@ def _add_backfill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backfill", help="run the daily pipeline for each day of a range, in order")
     p.add_argument("--from", dest="date_from", required=True)
     p.add_argument("--to", dest="date_to", required=True)
+    p.add_argument("--truth", default=None,
+                   help="the truth/ folder of `msrec generate`: the report sets the oracle AUC beside each day's")
     _add_pipeline_args(p)
     p.set_defaults(func=_lazy("msrec.pipeline.commands:backfill_command"))
 

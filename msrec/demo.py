@@ -11,7 +11,6 @@ from typing import Any, Mapping
 
 import msrec  # noqa: F401
 from msrec.data.generator import generate
-from msrec.data.truth import load_truth, oracle_auc
 from msrec.pipeline import daily
 from msrec.progress import show_progress
 
@@ -82,19 +81,21 @@ def main(args: argparse.Namespace) -> int:
     print(f"== backfilling {data.dates[0]}..{data.dates[-1]} with {args.model} (workdir {workdir})", flush=True)
     reports = daily.backfill(str(data.logs_dir), data.dates[0], data.dates[-1], workdir, model=args.model,
                              window=2, batch_size=512, hparams={"learning_rate": 3e-3})
-    from msrec.pipeline.report import print_backfill
+    from msrec.pipeline.oracle import oracle
+    from msrec.pipeline.report import finish_backfill
 
-    print_backfill(reports)
+    backfill_page = finish_backfill(workdir, reports, str(data.truth_dir))
     last = reports[-1]
     if last.get("error"):
         print(f"the run of {last['date']} failed: {last['error']}", file=sys.stderr)
         return 1
-    truth = load_truth(data.truth_dir, last["date"])
-    print(f"\n== {args.model} on the eval day {last['date']} beside the oracle (true click probabilities)")
-    print(auc_table(last, oracle_auc(truth, by_scenario=True), oracle_auc(truth)))
+    gold = oracle(last, str(data.truth_dir))
+    print(f"\n== {args.model} on the eval split of {last['date']} beside the oracle (true click probabilities)")
+    print(auc_table(last, gold["per_scenario"], gold["overall"]))
     fc = last["fc"]
     print(f"\nFairness Coefficients: bootstrap={fc['bootstrap']} mean={fc['mean']:.4f} "
           f"p10={fc['p10']:.4f} p90={fc['p90']:.4f}")
     rc = serve_and_query(str(data.logs_dir), workdir, args.model, last["date"])
-    print(f"\nreports: {workdir}/reports/<date>/report.html · scenario statistics: {last.get('scenario_stats_html')}")
+    print(f"\nreports: {backfill_page}, {workdir}/reports/<date>/report.html · scenario statistics: "
+          f"{last.get('scenario_stats_html')}")
     return rc

@@ -22,7 +22,8 @@ def run_command(args: argparse.Namespace) -> int:
 def backfill_command(args: argparse.Namespace) -> int:
     opts = _options(args)
     reports = daily.backfill(date_from=args.date_from, date_to=args.date_to, **opts)
-    report.print_backfill(reports)
+    if reports:
+        print(f"backfill report: {report.finish_backfill(opts['workdir'], reports, args.truth)}")
     return 0 if reports and not any(r.get("error") for r in reports) else 1
 
 
@@ -52,6 +53,7 @@ def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
                                      ("batch_size", args.batch_size)) if v is not None},
                 auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
                 auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
+                full_retrain_days=args.full_retrain_days,
                 hparams=_hparams(args.hparams),
                 beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
                 ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),

@@ -56,7 +56,8 @@ def AnomalyGate(anomalies: InputArtifact[ExampleAnomalies], report_path: Paramet
 
 
 @component
-def DayGate(quarantine: InputArtifact[Quarantine], limits: Parameter[str] = "", report_path: Parameter[str] = "") -> None:
+def DayGate(quarantine: InputArtifact[Quarantine], limits: Parameter[str] = "",
+            report_path: Parameter[str] = "") -> None:
     """Stops the run when the ingested day breaks ``limits`` (DayLimits as JSON)."""
     with open(os.path.join(quarantine.uri, COUNTS_FILE)) as fh:
         lines = day_problems(json.load(fh), DayLimits.from_json(limits))

@@ -13,6 +13,8 @@ from msrec.components.log_example_gen.splits import EVAL, SPLITS
 @dataclasses.dataclass(frozen=True)
 class DayLimits:
     max_quarantine_rate: float = 0.05  # share of the window's lines quarantined
+    # A damaged (truncated, corrupt) file hides an unknown share of the day: re-deliver it, or allow it.
+    max_damaged_files: int = 0
     min_train_rows: int = 1000
     min_eval_rows: int = 1000  # below this an AUC difference is mostly noise
     min_eval_clicks: int = 10  # AUC needs both classes, and a few of each
@@ -35,6 +37,10 @@ def day_problems(counts: Mapping[str, Any], limits: DayLimits) -> list[str]:
         problems.append(f"quarantine rate {rate:.1%} ({counts['quarantined']} of {counts['read']} lines: "
                         + ", ".join(f"{r} {n}" for r, n in top)
                         + f") is above the limit {limits.max_quarantine_rate:.1%}")
+    damaged = counts["damaged_files"]
+    if len(damaged) > limits.max_damaged_files:
+        problems.append(f"{len(damaged)} damaged file(s), more than {limits.max_damaged_files} allowed: "
+                        + "; ".join(f"{d['file']} ({d['reason']} after {d['lines_read']} lines)" for d in damaged))
     splits, clicks = counts["splits"], counts["clicks"]
     for split in SPLITS:
         if not splits[split]:

@@ -126,8 +126,12 @@ def _decode_object(raw: bytes, size: int, limits: IngestLimits) -> dict[str, Any
 
 def _check_field_sizes(obj: Mapping[str, Any], limit: int) -> None:
     for name, value in obj.items():
-        size = len(json.dumps(value, ensure_ascii=False).encode()) if isinstance(value, (list, dict)) \
-            else len(value.encode("utf-8", errors="surrogatepass")) if isinstance(value, str) else 0
+        if isinstance(value, str):
+            size = len(value.encode("utf-8", errors="surrogatepass"))
+        elif isinstance(value, (list, dict)):
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", errors="surrogatepass"))
+        else:
+            continue
         if size > limit:
             raise BadValue(TOO_LARGE, f"{name}: {size} bytes, above the field limit of {limit}")
 

@@ -28,7 +28,8 @@ from msrec.pipeline.scenario_registry import scenario_vocabulary
 from msrec.schemas.feature_config import load_feature_config
 
 DAYS = ["2026-11-02", "2026-11-03"]
-LOOSE = DayLimits(max_quarantine_rate=1.0, min_train_rows=1, min_eval_rows=1, min_eval_clicks=1, min_eval_non_clicks=1)
+LOOSE = DayLimits(max_quarantine_rate=1.0, max_damaged_files=9, min_train_rows=1, min_eval_rows=1, min_eval_clicks=1,
+                  min_eval_non_clicks=1)
 
 
 @dataclasses.dataclass
@@ -134,6 +135,11 @@ def test_damaged_gzip_files_are_read_to_the_damage_and_named(bad_day: Ingested) 
     at = _reasons_at(bad_day)
     assert at[(e["gz_new"], new["lines_read"] + 1)] == "truncated_file"
     assert at[(e["gz_old"], old["lines_read"] + 1)] == "corrupt_file"
+    # the day stops unless damaged files are allowed
+    [problem] = day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=0))
+    assert problem.startswith("2 damaged file(s), more than 0 allowed: ") and e["gz_new"] in problem
+    assert f"{e['gz_old']} (corrupt_file after {old['lines_read']} lines)" in problem
+    assert day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=2)) == []
 
 
 def test_gzip_read_to_its_end_including_concatenated_members(tmp_path: Any) -> None:
@@ -212,7 +218,7 @@ def test_an_empty_day_stops_before_training(tmp_path: Any) -> None:
 
 
 def test_small_or_one_class_eval_split_is_refused() -> None:
-    counts = {"quarantine_rate": 0.0, "quarantined": 0, "read": 3000, "reasons": {},
+    counts = {"quarantine_rate": 0.0, "quarantined": 0, "read": 3000, "reasons": {}, "damaged_files": [],
               "splits": {"train": 2000, "val": 500, "eval": 500}, "clicks": {"train": 50, "val": 9, "eval": 0}}
     assert day_problems(counts, DayLimits()) == [
         "the eval split has 500 rows, fewer than 1000",

@@ -98,6 +98,8 @@ def _add_data_checks(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-duplicates", action="store_true", help="count duplicate impressions but keep them")
     g.add_argument("--max-quarantine-rate", type=float, default=None,
                    help="stop the run as an anomaly when a larger share of the lines is quarantined (default 0.05)")
+    g.add_argument("--max-damaged-files", type=int, default=None,
+                   help="stop the run when more log files are truncated or corrupt (default 0)")
     g.add_argument("--min-train-rows", type=int, default=None, help="stop the run when the train split is smaller")
     g.add_argument("--min-eval-rows", type=int, default=None, help="stop the run when the eval split is smaller")
     g.add_argument("--min-eval-clicks", type=int, default=None,

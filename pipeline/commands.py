@@ -68,5 +68,5 @@ def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
 
 def _day_limits(args: argparse.Namespace) -> DayLimits:
     clicks = _given(args, "min_eval_clicks")
-    return DayLimits(**_given(args, "max_quarantine_rate", "min_train_rows", "min_eval_rows"),
+    return DayLimits(**_given(args, "max_quarantine_rate", "max_damaged_files", "min_train_rows", "min_eval_rows"),
                      **clicks, **({"min_eval_non_clicks": clicks["min_eval_clicks"]} if clicks else {}))

@@ -39,12 +39,12 @@ from msrec.data.world import AGE_BUCKETS, DEVICES, GENDERS, NUM_CITY_TIERS, NUM_
 # except in price-reversed scenarios).
 INTEREST_WEIGHT = 0.6
 QUALITY_WEIGHT = 1.0
-PRICE_SLOPE = 0.5
+PRICE_SLOPE = 0.7
 POSITION_SLOPE = 0.3
 # Log-normal spread of each scenario's slopes around the shared means, and of the population x type
 # multipliers of the slopes.
-SCENARIO_SLOPE_SPREAD = 0.4
-POPULATION_SLOPE_SPREAD = 0.4
+SCENARIO_SLOPE_SPREAD = 0.6
+POPULATION_SLOPE_SPREAD = 0.6
 THEME_BONUS = 0.4
 HOUR_AMPLITUDE = 0.12
 PEAK_HOUR = 21

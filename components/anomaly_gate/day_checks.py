@@ -36,22 +36,25 @@ def day_problems(counts: Mapping[str, Any], limits: DayLimits) -> list[str]:
         top = sorted(counts["reasons"].items(), key=lambda kv: -kv[1])[:3]
         problems.append(f"quarantine rate {rate:.1%} ({counts['quarantined']} of {counts['read']} lines: "
                         + ", ".join(f"{r} {n}" for r, n in top)
-                        + f") is above the limit {limits.max_quarantine_rate:.1%}")
+                        + f") is above the limit {limits.max_quarantine_rate:.1%} (--max-quarantine-rate)")
     damaged = counts["damaged_files"]
     if len(damaged) > limits.max_damaged_files:
-        problems.append(f"{len(damaged)} damaged file(s), more than {limits.max_damaged_files} allowed: "
+        problems.append(f"{len(damaged)} damaged file(s), more than {limits.max_damaged_files} allowed "
+                        "(--max-damaged-files): "
                         + "; ".join(f"{d['file']} ({d['reason']} after {d['lines_read']} lines)" for d in damaged))
     splits, clicks = counts["splits"], counts["clicks"]
     for split in SPLITS:
         if not splits[split]:
             problems.append(f"the {split} split is empty")
     if splits["train"] and splits["train"] < limits.min_train_rows:
-        problems.append(f"the train split has {splits['train']} rows, fewer than {limits.min_train_rows}")
+        problems.append(f"the train split has {splits['train']} rows, fewer than {limits.min_train_rows} "
+                        "(--min-train-rows)")
     n_eval, eval_clicks = splits[EVAL], clicks[EVAL]
     if n_eval:
         if n_eval < limits.min_eval_rows:
-            problems.append(f"the eval split has {n_eval} rows, fewer than {limits.min_eval_rows}")
+            problems.append(f"the eval split has {n_eval} rows, fewer than {limits.min_eval_rows} (--min-eval-rows)")
         if eval_clicks < limits.min_eval_clicks or n_eval - eval_clicks < limits.min_eval_non_clicks:
             problems.append(f"the eval split has {eval_clicks} clicks and {n_eval - eval_clicks} non-clicks, "
-                            f"fewer than {limits.min_eval_clicks} and {limits.min_eval_non_clicks} needed to gate")
+                            f"fewer than {limits.min_eval_clicks} and {limits.min_eval_non_clicks} needed to gate "
+                            "(--min-eval-clicks)")
     return problems

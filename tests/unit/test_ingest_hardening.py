@@ -137,7 +137,8 @@ def test_damaged_gzip_files_are_read_to_the_damage_and_named(bad_day: Ingested) 
     assert at[(e["gz_old"], old["lines_read"] + 1)] == "corrupt_file"
     # the day stops unless damaged files are allowed
     [problem] = day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=0))
-    assert problem.startswith("2 damaged file(s), more than 0 allowed: ") and e["gz_new"] in problem
+    assert problem.startswith("2 damaged file(s), more than 0 allowed (--max-damaged-files): ")
+    assert e["gz_new"] in problem
     assert f"{e['gz_old']} (corrupt_file after {old['lines_read']} lines)" in problem
     assert day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=2)) == []
 
@@ -221,8 +222,8 @@ def test_small_or_one_class_eval_split_is_refused() -> None:
     counts = {"quarantine_rate": 0.0, "quarantined": 0, "read": 3000, "reasons": {}, "damaged_files": [],
               "splits": {"train": 2000, "val": 500, "eval": 500}, "clicks": {"train": 50, "val": 9, "eval": 0}}
     assert day_problems(counts, DayLimits()) == [
-        "the eval split has 500 rows, fewer than 1000",
-        "the eval split has 0 clicks and 500 non-clicks, fewer than 10 and 10 needed to gate"]
+        "the eval split has 500 rows, fewer than 1000 (--min-eval-rows)",
+        "the eval split has 0 clicks and 500 non-clicks, fewer than 10 and 10 needed to gate (--min-eval-clicks)"]
     counts["splits"]["eval"], counts["clicks"]["eval"] = 1200, 40
     assert day_problems(counts, DayLimits()) == []
 

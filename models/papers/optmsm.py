@@ -24,13 +24,22 @@ Modules, named as in the paper:
 
 The prediction path only touches the sample's own scenario: the SE gate, transfer and predictor
 parameters are stacked over scenarios and gathered (:class:`~msrec.models.layers.ScenarioDense`,
-:func:`~msrec.models.layers.scenario_matmul`). The representations of every scenario exist only for
-the loss, only in training, computed in one batched einsum per layer ([B, M, ...]; M = the scenario
-index space without padding, unseen and OOV rows included). Eq. 9 takes every scenario, so its cost
-grows with M: up to ``contrastive_scenarios`` (32) scenarios we follow it; past that, each training
-batch draws that many scenarios uniformly and the loss is the mean over their pairs, an unbiased
-estimate of the mean over all pairs, at a cost that stops growing with M (a deviation for platforms
-with hundreds of scenarios; the paper's datasets have a handful).
+:func:`~msrec.models.layers.scenario_matmul`). The contrastive representations exist only for the
+loss, only in training, computed in one batched einsum per layer ([B, K, ...]).
+
+Which scenarios enter eq. 9: those *present in the training batch* (padding excluded), not every row
+of the scenario index space. Eq. 9 takes "all the scenarios" of the paper's datasets, each of which
+has data; our index space also holds rows that never see an example (a scenario of the vocabulary
+absent from the training window, the OOV bucket), and pushing their representations apart would
+train parameters that no prediction has ever used, so that a new scenario would start from a row
+shaped by the constraint alone instead of from its initial value (the shared network, for the FCN).
+Present in the batch rather than seen over training because it needs no state (no counts to keep,
+warm start or serve) and a row enters the loss exactly when the BCE trains it too; over a training
+run every seen scenario is paired with the others it co-occurs with in batches. Up to
+``contrastive_scenarios`` (32) present scenarios we take them all; past that, each training batch
+draws that many of them uniformly and the loss is the mean over their pairs, an unbiased estimate of
+the mean over all present pairs, at a cost that stops growing with the number of scenarios (a
+deviation for platforms with hundreds of scenarios; the paper's datasets have a handful).
 
 Deviation from eq. 9: the paper sums the signed cosines <r^i, r^j>, whose minimum is reached by
 anti-parallel representations (the sum goes to -M), not orthogonal ones, although the text asks them to
@@ -79,17 +88,18 @@ def orthogonality_loss(representations: tf.Tensor) -> tf.Tensor:
     """Mean squared cosine similarity over the pairs i != j of each sample's scenario representations.
 
     representations [B, M, d] -> scalar; zero iff every pair is orthogonal (a zero vector counts as
-    orthogonal to everything). See the module docstring for how this relates to eq. 9.
+    orthogonal to everything) and when M < 2 (no pair). M may be dynamic (the scenarios of a batch).
+    See the module docstring for how this relates to eq. 9.
     """
-    m, d = representations.shape[1], representations.shape[2]
-    if m < 2:
-        return tf.zeros([], representations.dtype)
+    m, d = tf.shape(representations)[1], representations.shape[2]
     r = tf.math.l2_normalize(representations, axis=-1)
     # sum_{i,j} cos_ij^2 = ||R R^T||_F^2 = ||R^T R||_F^2: take the smaller Gram matrix.
-    gram = tf.einsum("bid,bjd->bij", r, r) if m <= d else tf.einsum("bmi,bmj->bij", r, r)
-    all_pairs = tf.reduce_sum(tf.square(gram), axis=[1, 2])
+    all_pairs = tf.cond(m <= d,
+                        lambda: tf.reduce_sum(tf.square(tf.einsum("bid,bjd->bij", r, r)), axis=[1, 2]),
+                        lambda: tf.reduce_sum(tf.square(tf.einsum("bmi,bmj->bij", r, r)), axis=[1, 2]))
     diagonal = tf.reduce_sum(tf.square(tf.reduce_sum(tf.square(r), axis=-1)), axis=-1)  # sum_i ||r_i||^4
-    return tf.reduce_mean(tf.maximum(all_pairs - diagonal, 0.0)) / float(m * (m - 1))
+    pairs = tf.cast(m * (m - 1), representations.dtype)
+    return tf.math.divide_no_nan(tf.reduce_mean(tf.maximum(all_pairs - diagonal, 0.0)), pairs)
 
 
 class AdaptationGate(tf.keras.layers.Layer):
@@ -160,7 +170,7 @@ class FCNTransfer(tf.keras.layers.Layer):
 def _flat_experts(experts: ExpertGroup, x: tf.Tensor, training: bool | None) -> tf.Tensor:
     """Shared experts on every scenario's input: x [B, M, I] -> [B, M, E, d]."""
     out = experts(tf.reshape(x, [-1, x.shape[-1]]), training=training)
-    return tf.reshape(out, [tf.shape(x)[0], x.shape[1], out.shape[1], out.shape[2]])
+    return tf.reshape(out, [tf.shape(x)[0], tf.shape(x)[1], out.shape[1], out.shape[2]])
 
 
 class MoETransfer(tf.keras.layers.Layer):
@@ -207,7 +217,7 @@ class CGCTransfer(tf.keras.layers.Layer):
     def every_scenario(self, x: tf.Tensor, rows: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         experts = []
         if self.specific:
-            h = tf.broadcast_to(x[:, :, tf.newaxis, :], [tf.shape(x)[0], x.shape[1], self.num_specific, x.shape[-1]])
+            h = tf.broadcast_to(x[:, :, tf.newaxis, :], [tf.shape(x)[0], tf.shape(x)[1], self.num_specific, x.shape[-1]])
             for layer in self.specific:
                 h = every_scenario_dense(layer, h, rows)
             experts.append(h)
@@ -301,17 +311,17 @@ class OptMSM(MultiScenarioModel):
         fields = self.inputs_layer(features)
         return [fields[n] for n in self.shared_features], [fields[n] for n in self.specific_features]
 
-    def contrastive_rows(self) -> tf.Tensor:
-        """The scenario rows whose representations enter L_orth in one training batch.
-
-        Every scenario 1 .. M (M = num_scenarios - 1), as eq. 9 asks, up to ``contrastive_scenarios``;
-        past that, a uniform random subset of that many, drawn per batch, so that the constraint's cost
-        does not grow with M. The mean over the subset's pairs is then an unbiased estimate of the
-        mean over all pairs (every pair is equally likely to be drawn).
+    def contrastive_rows(self, scenario: tf.Tensor) -> tf.Tensor:
+        """The scenario rows whose representations enter L_orth in one training batch: the scenarios
+        present in the batch (``scenario`` [B], padding 0 excluded), all of them up to
+        ``contrastive_scenarios``, past that a uniform random subset of that many, drawn per batch
+        (every pair of present scenarios is then equally likely, so the mean over the subset's pairs
+        is an unbiased estimate of the mean over all present pairs).
         """
-        m, k = self.spec.num_scenarios - 1, self.hparams["contrastive_scenarios"]
-        rows = tf.range(1, m + 1)
-        return rows if k is None or m <= int(k) else tf.random.shuffle(rows)[:int(k)]
+        present, _ = tf.unique(scenario)
+        rows = tf.boolean_mask(present, present > 0)
+        k = self.hparams["contrastive_scenarios"]
+        return rows if k is None else tf.random.shuffle(rows)[:int(k)]
 
     def _every_scenario(self, shared: list[tf.Tensor], rows: tf.Tensor, training: bool | None) -> tf.Tensor:
         if self.adaptation_gate is not None:
@@ -335,6 +345,6 @@ class OptMSM(MultiScenarioModel):
                else tf.concat(shared, axis=-1))
         r = self.transfer(e_c, scenario, training=training)
         if training and self.hparams["use_constraint"]:
-            representations = self._every_scenario(shared, self.contrastive_rows(), training)
+            representations = self._every_scenario(shared, self.contrastive_rows(scenario), training)
             self.add_loss(self.hparams["orthogonality_weight"] * orthogonality_loss(representations))  # eq. 9, 14
         return self.click_probability(self.predictor(tf.concat([r] + specific, axis=-1), scenario), features)  # eq. 10

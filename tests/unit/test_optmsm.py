@@ -116,15 +116,18 @@ def test_ablations_change_the_architecture(spec):
         build_model("optmsm", spec, {**HP, "transfer": "star"})
 
 
-def test_training_adds_lambda_times_the_loss_over_every_scenario_representation(spec):
+def test_training_adds_lambda_times_the_loss_over_the_scenarios_of_the_batch(spec):
     model = build_model("optmsm", spec, {**HP, "orthogonality_weight": 0.5})
-    x = tensors(batch(spec, 16)[0])
-    model(x, training=True)
-    reps = model.scenario_representations(x)
+    x, _ = batch(spec, 16)
+    x[spec.scenario_feature] = np.resize([1, 3, 4], 16)  # scenario 2 and the OOV row 5 are absent
+    model(tensors(x), training=True)
+    reps = model.scenario_representations(tensors(x))
     assert reps.shape == (16, spec.num_scenarios - 1, 32)  # every scenario but padding
     (added,) = model.losses
-    assert float(added) == pytest.approx(0.5 * squared_cosines(reps.numpy()), rel=1e-4)
+    assert float(added) == pytest.approx(0.5 * squared_cosines(reps.numpy()[:, [0, 2, 3]]), rel=1e-4)
     assert float(added) > 0
+    model(tensors(with_scenario(x, 2, spec)), training=True)  # one scenario: no pair, no loss
+    assert float(model.losses[0]) == 0.0
 
 
 @pytest.mark.parametrize("transfer", ["fcn", "moe", "cgc"])
@@ -146,22 +149,41 @@ def test_every_scenario_path_equals_the_gathered_path(spec, transfer):
         np.testing.assert_allclose(reps[:, m - 1].numpy(), model.transfer(e_c, scenario).numpy(), rtol=1e-4, atol=1e-5)
 
 
-def test_prediction_path_gathers_scenario_parameters_and_the_constraint_sees_all(spec):
-    """Scenario 1's batch: its BCE sends gradient to scenario 1's rows only; L_orth to every scenario's."""
+def test_prediction_path_gathers_scenario_parameters(spec):
+    """Scenario 1's batch: its BCE sends gradient to scenario 1's rows only."""
     model = build_model("optmsm", spec, HP)
     x, y = batch(spec, 32)
     x = tensors(with_scenario(x, 1, spec))
-    with tf.GradientTape(persistent=True) as tape:
+    with tf.GradientTape() as tape:
         bce = tf.reduce_mean(tf.keras.losses.binary_crossentropy(y[:, None], model(x, training=True)))
-        (orth,) = model.losses
     stacked = scenario_tables(model, spec)
     assert len(stacked) >= 10  # SE gate, transfer kernels and biases, predictor layers and classifier
-    for var in stacked:
-        grad = tf.convert_to_tensor(tape.gradient(bce, var)).numpy()
+    for var, grad in zip(stacked, tape.gradient(bce, stacked)):
+        grad = tf.convert_to_tensor(grad).numpy()
         assert np.abs(grad[1]).sum() > 0 and np.all(grad[2] == 0), var.name
-    transfer_kernel = next(v for v in stacked if "scenario_kernel_0" in v.name)
-    grad = tf.convert_to_tensor(tape.gradient(orth, transfer_kernel)).numpy()
-    assert all(np.abs(grad[m]).sum() > 0 for m in range(1, spec.num_scenarios)) and np.all(grad[0] == 0)
+
+
+@pytest.mark.parametrize("transfer", ["fcn", "cgc"])
+def test_the_constraint_gives_no_gradient_to_a_scenario_without_training_examples(spec, transfer):
+    """Scenarios 1, 2, 4 in the batch: L_orth moves their rows of the SE gate and the transfer, and
+    leaves scenario 3's row, the OOV row and padding exactly where they are."""
+    model = build_model("optmsm", spec, {**HP, "transfer": transfer})
+    x, _ = batch(spec, 32)
+    x[spec.scenario_feature] = np.resize([1, 2, 4], 32)
+    oov = spec.num_scenarios - 1
+    with tf.GradientTape() as tape:
+        model(tensors(x), training=True)
+        (orth,) = model.losses
+    stacked = scenario_tables(model, spec)
+    touched = 0
+    for var, grad in zip(stacked, tape.gradient(orth, stacked)):
+        if grad is None:  # the predictor and classifier: not on the constraint's path
+            continue
+        grad = tf.convert_to_tensor(grad).numpy()
+        assert all(np.abs(grad[m]).sum() > 0 for m in (1, 2, 4)), var.name
+        assert np.all(grad[[0, 3, oov]] == 0.0), var.name
+        touched += 1
+    assert touched >= 3  # the SE gate's kernel and bias and the transfer's per-scenario parameters
 
 
 def test_saved_model_reload_predicts_the_same(spec, tmp_path):

@@ -7,8 +7,8 @@ Modules, named as in the paper:
 * **Cross-Scenario Behavior Extract Layer** (§4.3, eq. 4-7): target-item attention alpha^i
   (query: the target item p^i_t, keys: the behaviour items p^i_k) and target-scenario attention
   alpha^s (query: the current scenario context p^s_t, keys: the scenario context p^s_k of each
-  behaviour when it happened), each a softmax of the feed-forward attention operator psi over the
-  non-padding behaviours; v_cb = sum_k alpha^i_k * alpha^s_k * p^i_k (the product renormalised
+  behaviour when it happened, with its time gap to the impression), each a softmax of the
+  feed-forward attention operator psi over the non-padding behaviours; v_cb = sum_k alpha^i_k * alpha^s_k * p^i_k (the product renormalised
   over the behaviours by default, see :class:`CrossScenarioBehaviorExtract`).
 * **Scenario-Specific Transform Layer** (§4.4, eq. 8): v' = v * beta_s + gamma_s with
   v = [v_cb || v_u || v_ti || v_s]; beta, gamma start at the identity (1, 0) so a scenario that
@@ -41,13 +41,19 @@ training graph minus the bias nets.
 Per-scenario parameters (beta, gamma, the specific experts, the gates) are stacked over scenarios
 and gathered by the scenario index, so the cost per example does not depend on the number of
 scenarios. Ablation switches (paper §5.3): ``attention`` = "sarnet" | "mean" | "target" |
-"scenario", ``use_transform_layer``, ``use_bias_net``, ``use_fc_weighting``.
+"scenario" | "concat" | "hierarchical" (Table 4, see :class:`CrossScenarioBehaviorExtract`),
+``use_transform_layer``, ``use_bias_net``, ``use_fc_weighting``.
+
+The scenario context of a behaviour p^s_k holds the behaviour time as well (§4.3: "scenario id,
+scenario type, behavior time"), as the bucketised gap between the behaviour and the impression: the
+optional input ``seq_time_gap`` (see ``SARNet._scenario_context``).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
 import tensorflow as tf
 
 from msrec.schemas.feature_config import FeatureSpec
@@ -57,24 +63,57 @@ from msrec.models.layers import (ExpertGroup, FeatureEmbedding, FeedForwardAtten
                                  sequence_mask, weighted_sum)
 from msrec.models.registry import register
 
-ATTENTIONS = ("sarnet", "mean", "target", "scenario")
+ATTENTIONS = ("sarnet", "mean", "target", "scenario", "concat", "hierarchical")
+# Which attention operators each mode uses (Table 4): psi over the items (query p^i_t), over the
+# scenario contexts (query p^s_t), and over both concatenated (query [p^i_t || p^s_t]).
+_ITEM_ATTENTION = ("sarnet", "target")
+_SCENARIO_ATTENTION = ("sarnet", "scenario", "hierarchical")
+_JOINT_ATTENTION = ("concat", "hierarchical")
 # FC is a ratio of shares; clip before the log so that a degenerate value cannot blow up the score.
 _FC_RANGE = (1e-3, 1e3)
 
+# The behaviour time of p^s_k, as the gap between the behaviour and the impression, in buckets:
+# 0 = padding / unknown, 1 = under a minute (the impression itself: gap 0), then up to 10 min, 1 h,
+# 6 h, 1 day, 3 days, 7 days, 30 days, and the last bucket for 30 days and more. Log-like spacing:
+# a click seconds ago and one an hour ago say different things about intent, a click 20 or 25 days
+# ago much the same.
+TIME_GAP_FEATURE = "seq_time_gap"
+TIME_GAP_BOUNDARIES_S = (60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
+TIME_GAP_BUCKETS = len(TIME_GAP_BOUNDARIES_S) + 2  # with padding and the open last bucket
+_NOW_BUCKET = 1
+
+
+def time_gap_bucket(gap_seconds: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The ``seq_time_gap`` bucket of each behaviour: ``gap_seconds`` = impression ts - behaviour ts
+    (>= 0), ``valid`` False on padding -> int64 buckets, 0 on padding."""
+    gap = np.asarray(gap_seconds)
+    if np.any(gap[valid] < 0):
+        raise ValueError("a behaviour time gap is negative: a behaviour after its impression")
+    return np.where(valid, 1 + np.searchsorted(TIME_GAP_BOUNDARIES_S, gap, side="right"), 0).astype(np.int64)
+
 
 class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
-    """Eq. 5-7: pools the behaviour items by target-item x target-scenario attention.
+    """Eq. 5-7 and the alternatives of Table 4: pools the behaviour items p^i_k by attention weights.
 
     ``call(target_item, behaviour_items, target_scenario, behaviour_scenarios, mask)`` returns
-    ``(v_cb [B, D_item], weights [B, L])``; the weights are exactly zero on padding.
+    ``(v_cb [B, D_item], weights [B, L])``; the weights are exactly zero on padding. ``attention``:
 
-    With ``renormalize`` the product alpha^i * alpha^s is divided by its sum over the behaviours
-    (equivalently a softmax of psi^i + psi^s). Eq. 7 as printed leaves the product of two
-    softmaxes, whose weights sum to about 1/L, so v_cb is ~L times smaller than any other input
-    of the experts. On the planted-signal data of :mod:`msrec.models.synthetic` (4 epochs, oracle
-    AUC 0.869) the literal product learnt no better than mean pooling (test AUC 0.729 vs 0.735),
-    target attention alone reached 0.778 and the renormalised product 0.801.
-    ``renormalize=False`` is eq. 7 literally.
+    * ``sarnet`` (eq. 5-7): alpha^i_k * alpha^s_k, the item attention (query p^i_t, keys p^i_k) times
+      the scenario attention (query p^s_t, keys p^s_k), each a softmax over the behaviours;
+    * ``mean``: mean pooling (SAR-Net*, Table 4's base); ``target``: alpha^i alone; ``scenario``:
+      alpha^s alone; each sums to 1;
+    * ``concat`` (Concatenate Attention): one softmax of psi with the query [p^i_t || p^s_t] and the
+      keys [p^i_k || p^s_k]; sums to 1;
+    * ``hierarchical`` (Hierarchical Attention): a first layer with the concatenated query (as
+      ``concat``) times a second layer with the scenario context as query (alpha^s).
+
+    The two product modes (``sarnet``, ``hierarchical``) are divided by their sum over the behaviours
+    when ``renormalize`` (equivalently a softmax of the summed psi's), so that they sum to 1 as well.
+    A product of two softmaxes as printed sums to about 1/L, so v_cb is ~L times smaller than any
+    other input of the experts. On the planted-signal data of :mod:`msrec.models.synthetic` (4
+    epochs, oracle AUC 0.869) the literal product learnt no better than mean pooling (test AUC 0.729
+    vs 0.735), target attention alone reached 0.778 and the renormalised product 0.801.
+    ``renormalize=False`` is eq. 7 literally (the sum then lies below 1 with two or more behaviours).
     """
 
     def __init__(self, attention: str = "sarnet", units: tuple[int, ...] = (64, 32), renormalize: bool = True,
@@ -85,9 +124,11 @@ class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
         self.mode = attention
         self.renormalize = renormalize
         self.target_item_attention = (FeedForwardAttention(units, name="target_item_attention")
-                                      if attention in ("sarnet", "target") else None)
+                                      if attention in _ITEM_ATTENTION else None)
         self.target_scenario_attention = (FeedForwardAttention(units, name="target_scenario_attention")
-                                          if attention in ("sarnet", "scenario") else None)
+                                          if attention in _SCENARIO_ATTENTION else None)
+        self.concat_attention = (FeedForwardAttention(units, name="concat_attention")
+                                 if attention in _JOINT_ATTENTION else None)
 
     def call(self, target_item: tf.Tensor, behaviour_items: tf.Tensor, target_scenario: tf.Tensor | None,
              behaviour_scenarios: tf.Tensor | None, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -96,11 +137,14 @@ class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
             weights = valid / tf.maximum(tf.reduce_sum(valid, axis=1, keepdims=True), 1.0)
             return masked_mean(behaviour_items, mask), weights
         weights = tf.ones_like(tf.cast(mask, behaviour_items.dtype))
+        if self.concat_attention is not None:
+            weights *= self.concat_attention((tf.concat([target_item, target_scenario], axis=-1),
+                                              tf.concat([behaviour_items, behaviour_scenarios], axis=-1)), mask=mask)
         if self.target_item_attention is not None:
             weights *= self.target_item_attention((target_item, behaviour_items), mask=mask)  # eq. 5
         if self.target_scenario_attention is not None:
             weights *= self.target_scenario_attention((target_scenario, behaviour_scenarios), mask=mask)  # eq. 6
-        if self.mode == "sarnet" and self.renormalize:
+        if self.mode in ("sarnet", "hierarchical") and self.renormalize:
             weights /= tf.maximum(tf.reduce_sum(weights, axis=1, keepdims=True), 1e-12)
         return weighted_sum(weights, behaviour_items), weights  # eq. 7
 
@@ -171,7 +215,7 @@ class SARNet(MultiScenarioModel):
         hp = self.hparams
         if not spec.sequence_item_features:
             raise ValueError("SAR-Net needs a behaviour item sequence (sequence.item_features)")
-        if hp["attention"] in ("sarnet", "scenario") and not spec.sequence_scenario_features:
+        if hp["attention"] in _SCENARIO_ATTENTION + _JOINT_ATTENTION and not spec.sequence_scenario_features:
             raise ValueError(f"attention={hp['attention']!r} needs behaviour scenario context "
                              "(sequence.scenario_features); use attention='target' or 'mean'")
         self.fc_sample_weight = bool(hp["use_fc_weighting"])
@@ -181,6 +225,11 @@ class SARNet(MultiScenarioModel):
         self.behavior_extract = CrossScenarioBehaviorExtract(
             hp["attention"], tuple(hp["attention_units"]), hp["renormalize_attention"],
             name="cross_scenario_behavior_extract")
+        # e_behaviorTime of p^s (see _scenario_context); only the scenario-aware modes read p^s.
+        self.time_gap_embedding = (
+            tf.keras.layers.Embedding(TIME_GAP_BUCKETS, hp["embedding_dim"], name="emb_time_gap",
+                                      embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05))
+            if hp["attention"] in _SCENARIO_ATTENTION + _JOINT_ATTENTION else None)
         self.transform = (ScenarioSpecificTransform(num_scenarios, name="scenario_specific_transform")
                           if hp["use_transform_layer"] else None)
         expert_units, bias_units = tuple(hp["expert_units"]), tuple(hp["bias_units"])
@@ -191,12 +240,44 @@ class SARNet(MultiScenarioModel):
         self.gate = ScenarioGate(hp["num_specific_experts"] + hp["num_shared_experts"], num_scenarios,
                                  name="multi_gate")
 
+    def _scenario_context(self, embedded: Mapping[str, tf.Tensor],
+                          features: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor | None, tf.Tensor | None]:
+        """(p^s_t [B, D_s], p^s_k [B, L, D_s]): [e_scenarioId || e_scenarioType || .. || e_behaviorTime].
+
+        The behaviour time is the ``seq_time_gap`` bucket of each behaviour (:func:`time_gap_bucket`),
+        an optional input: the ingestion does not write behaviour timestamps yet. Bucket 0 (padding,
+        unknown) embeds to zeros and an absent feature counts as all unknown, so the model runs with or
+        without it; the impression's own time, in p^s_t, is the gap-0 bucket. A model trained with the
+        gaps must be served with them (without, it sees every behaviour's time as unknown).
+        """
+        e = self.embedding
+        target, behaviours = e.target_scenario(embedded), e.behaviour_scenarios(embedded)
+        if self.time_gap_embedding is None or behaviours is None:
+            return target, behaviours
+        if TIME_GAP_FEATURE in features:
+            buckets = tf.cast(features[TIME_GAP_FEATURE], tf.int32)
+            if buckets.shape.rank != 2:
+                raise ValueError(f"{TIME_GAP_FEATURE}: expected [B, L] bucket indices, got shape {buckets.shape}")
+            checks = [tf.debugging.assert_equal(tf.shape(buckets), tf.shape(behaviours)[:2],
+                                                message=f"{TIME_GAP_FEATURE} must be as long as the behaviours"),
+                      tf.debugging.assert_non_negative(buckets, message=f"{TIME_GAP_FEATURE}: negative bucket"),
+                      tf.debugging.assert_less(buckets, TIME_GAP_BUCKETS,
+                                               message=f"{TIME_GAP_FEATURE}: bucket past {TIME_GAP_BUCKETS - 1}")]
+            with tf.control_dependencies(checks):
+                buckets = tf.identity(buckets)
+        else:
+            buckets = tf.zeros(tf.shape(behaviours)[:2], tf.int32)
+        known = tf.cast(buckets > 0, behaviours.dtype)[..., tf.newaxis]
+        behaviour_time = self.time_gap_embedding(buckets) * known
+        now = self.time_gap_embedding(tf.fill(tf.shape(buckets)[:1], _NOW_BUCKET))
+        return tf.concat([target, now], axis=-1), tf.concat([behaviours, behaviour_time], axis=-1)
+
     def _behaviour(self, embedded: Mapping[str, tf.Tensor],
                    features: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         e = self.embedding
+        target_scenario, behaviour_scenarios = self._scenario_context(embedded, features)
         return self.behavior_extract(e.target_item(embedded), e.behaviour_items(embedded),
-                                     e.target_scenario(embedded), e.behaviour_scenarios(embedded),
-                                     sequence_mask(features, self.spec))
+                                     target_scenario, behaviour_scenarios, sequence_mask(features, self.spec))
 
     def attention_weights(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """The pooling weights alpha^i * alpha^s of the behaviours, [B, L] (for inspection)."""

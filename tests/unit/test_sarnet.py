@@ -11,6 +11,7 @@ import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
 from msrec.schemas.feature_config import FAIRNESS_COEF, FeatureSpec
+from msrec.models.papers.sarnet import TIME_GAP_BUCKETS, TIME_GAP_FEATURE, time_gap_bucket
 from msrec.models.registry import build_model
 from msrec.models.synthetic import PlantedBatch, planted_ctr_batch
 from support.models import assert_reload_predicts_the_same, make_spec, tensors, without_fc
@@ -103,7 +104,8 @@ def test_attention_weights_are_zero_on_padding(model: tf.keras.Model, spec: Feat
 
 
 @pytest.mark.parametrize("attention, renormalize", [("target", True), ("scenario", True), ("mean", True),
-                                                    ("sarnet", False)])
+                                                    ("sarnet", False), ("concat", True), ("hierarchical", True),
+                                                    ("hierarchical", False)])
 def test_attention_modes_weights(attention: str, renormalize: bool, spec: FeatureSpec) -> None:
     features = tensors(planted_ctr_batch(spec, 32, seed=6).features)
     mask = features["seq_item_id"].numpy() != 0
@@ -111,7 +113,7 @@ def test_attention_modes_weights(attention: str, renormalize: bool, spec: Featur
     weights = model.attention_weights(features).numpy()
     assert np.all(weights[~mask] == 0.0)
     sums = weights[mask.any(axis=1)].sum(axis=1)
-    if attention == "sarnet":  # eq. 7 literally: a product of two softmaxes sums below 1 ...
+    if not renormalize:  # a product of two softmaxes taken literally sums below 1 ...
         several = mask.sum(axis=1) >= 2
         assert several.any() and np.all(weights[several].sum(axis=1) < 1.0)
         np.testing.assert_allclose(weights[mask.sum(axis=1) == 1].sum(axis=1), 1.0, rtol=1e-5)  # ... but one
@@ -120,6 +122,57 @@ def test_attention_modes_weights(attention: str, renormalize: bool, spec: Featur
     if attention == "mean":
         lengths = mask.sum(axis=1)
         np.testing.assert_allclose(weights[mask], np.repeat(1.0 / lengths, lengths), rtol=1e-6)
+
+
+def test_hierarchical_attention_is_the_concat_layer_times_the_scenario_layer(spec: FeatureSpec) -> None:
+    """Table 4's hierarchical mode: the first layer's weights (query [p^i_t || p^s_t], keys
+    [p^i_k || p^s_k], the concat mode's operator) times the second's (query p^s_t), renormalised."""
+    features = tensors(planted_ctr_batch(spec, 32, seed=6).features)
+    mask = tf.constant(features["seq_item_id"].numpy() != 0)
+    model = build_model("sarnet", spec, {"attention": "hierarchical"})
+    weights = model.attention_weights(features).numpy()
+    extract, e = model.behavior_extract, model.embedding
+    embedded = e(features)
+    target, behaviours = model._scenario_context(embedded, features)
+    first = extract.concat_attention((tf.concat([e.target_item(embedded), target], axis=-1),
+                                      tf.concat([e.behaviour_items(embedded), behaviours], axis=-1)), mask=mask)
+    second = extract.target_scenario_attention((target, behaviours), mask=mask)
+    product = (first * second).numpy()
+    has_history = mask.numpy().any(axis=1)
+    product[has_history] /= product[has_history].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(weights, product, rtol=1e-5, atol=1e-7)
+    assert np.abs(weights - first.numpy())[has_history].max() > 1e-4  # the second layer does reweigh
+
+
+@pytest.mark.parametrize("attention", ["sarnet", "scenario", "concat", "hierarchical"])
+def test_the_behaviour_time_gap_enters_the_scenario_context(attention: str, spec: FeatureSpec) -> None:
+    """p^s_k = [scenario id || scenario type || behaviour time]: the optional seq_time_gap buckets move
+    the attention weights and the prediction; all-unknown buckets equal leaving the feature out."""
+    features = tensors(without_fc(planted_ctr_batch(spec, 64, seed=9, min_history=2).features))
+    valid = features["seq_item_id"].numpy() != 0
+    rng = np.random.default_rng(0)
+    gaps = rng.exponential(86400.0, valid.shape) * np.arange(1, valid.shape[1] + 1)  # older further back
+    recent = {**features, TIME_GAP_FEATURE: tf.constant(time_gap_bucket(gaps, valid))}
+    old = {**features, TIME_GAP_FEATURE: tf.constant(time_gap_bucket(gaps + 40 * 86400.0, valid))}
+    assert set(np.unique(recent[TIME_GAP_FEATURE].numpy()[valid])) != {TIME_GAP_BUCKETS - 1}
+    model = build_model("sarnet", spec, {"attention": attention})
+    out = model(recent, training=False).numpy()
+    assert np.abs(out - model(old, training=False).numpy()).max() > 1e-6  # untrained: small, but not float noise
+    weights = model.attention_weights(recent).numpy()
+    assert np.all(weights[~valid] == 0.0)
+    assert np.abs(weights - model.attention_weights(old).numpy()).max() > 1e-4
+    unknown = {**features, TIME_GAP_FEATURE: tf.zeros_like(features["seq_item_id"])}
+    np.testing.assert_allclose(model(unknown, training=False), model(features, training=False), rtol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bucket past"):
+        model({**features, TIME_GAP_FEATURE: tf.fill(valid.shape, tf.constant(TIME_GAP_BUCKETS, tf.int64))})
+
+
+def test_time_gap_buckets() -> None:
+    gaps = np.array([[0, 59, 60, 3599, 86400 * 45, 5]], np.float64)
+    valid = np.array([[True, True, True, True, True, False]])
+    np.testing.assert_array_equal(time_gap_bucket(gaps, valid), [[1, 1, 2, 3, TIME_GAP_BUCKETS - 1, 0]])
+    with pytest.raises(ValueError, match="negative"):
+        time_gap_bucket(np.array([[-1.0]]), np.array([[True]]))
 
 
 def test_scenario_specific_transform_is_gathered_per_scenario(model: tf.keras.Model, spec: FeatureSpec) -> None:
@@ -150,7 +203,8 @@ def test_changing_only_the_scenario_changes_the_prediction(model: tf.keras.Model
 
 
 @pytest.mark.parametrize("hparams", [
-    {"attention": "mean"}, {"attention": "target"}, {"attention": "scenario"},
+    {"attention": "mean"}, {"attention": "target"}, {"attention": "scenario"}, {"attention": "concat"},
+    {"attention": "hierarchical"},
     {"use_transform_layer": False}, {"use_bias_net": False}, {"use_fc_weighting": False},
     {"renormalize_attention": False},
 ])
@@ -171,7 +225,8 @@ def test_ablation_switches_build_and_train(hparams: dict, spec: FeatureSpec) -> 
     extract = model.behavior_extract
     attention = hparams.get("attention", "sarnet")
     assert (extract.target_item_attention is not None) is (attention in ("sarnet", "target"))
-    assert (extract.target_scenario_attention is not None) is (attention in ("sarnet", "scenario"))
+    assert (extract.target_scenario_attention is not None) is (attention in ("sarnet", "scenario", "hierarchical"))
+    assert (extract.concat_attention is not None) is (attention in ("concat", "hierarchical"))
 
 
 def test_bad_attention_and_missing_sequences_are_clear_errors(spec: FeatureSpec) -> None:

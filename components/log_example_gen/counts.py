@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from msrec.schemas.feature_config import SIDE_TABLE_KEYS
 from msrec.components.log_example_gen.layout import IngestError, IngestPlan
 from msrec.components.log_example_gen.reading import Damage
-from msrec.components.log_example_gen.records import IMPRESSION_REASONS, SIDE_REASONS
+from msrec.components.log_example_gen.records import FILE_REASONS, IMPRESSION_REASONS, SIDE_REASONS
 from msrec.components.log_example_gen.splits import SPLITS
 
 # Flat keys the pipeline emits; "lookback_" prefixes the same tallies for lookback days.
@@ -21,7 +21,6 @@ JOIN_MISSED = "join_missed/"
 SPLIT = "split/"
 CLICKS = "clicks/"  # clicks among a split's examples
 DAMAGED = "damaged/"  # DAMAGED + field + "|" + file, for each damaged (truncated, corrupt) file
-DAMAGE_FIELDS = ("lines_read", "bytes_read", "bytes_unread")
 SIDE = "side/"
 ROWS = "rows"
 QUARANTINE_RECORDS = "quarantine_records"
@@ -114,5 +113,10 @@ def check(counts: Mapping[str, Any]) -> None:
         problems.append(f"quarantine records written {counts['quarantine_records']} != quarantined "
                         f"{counts['quarantined']} + side-table quarantined {side_quarantined} "
                         f"+ duplicates dropped {counts['duplicates_dropped']}")
+    # each damaged file is one quarantine record, of the window or of a side table
+    reasons = [counts["reasons"]] + [c["reasons"] for c in counts["side_tables"].values()]
+    damaged_records = sum(r.get(reason, 0) for r in reasons for reason in FILE_REASONS)
+    if len(counts["damaged_files"]) != damaged_records:
+        problems.append(f"{len(counts['damaged_files'])} damaged files != {damaged_records} quarantined as damaged")
     if problems:
         raise IngestError("ingestion counts do not add up: " + "; ".join(problems))

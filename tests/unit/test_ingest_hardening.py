@@ -91,17 +91,20 @@ def bad_day(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
     _append(plain, [json.dumps(r.fields).encode() for r in originals]
             + [json.dumps({**big, "device": "x" * 1_000_000}).encode(),
                json.dumps({**big, "device": "y" * 5_000}).encode()])
-    # 2. the scenarios side table gzip-compressed, with a bad row; an item row with a 10 kB field
-    scenarios = os.path.join(fx.logs, "scenarios.jsonl")
+    # 2. the scenarios side table gzip-compressed, with a bad row; the users one gzipped and cut at
+    # 70%; an item row with a 10 kB field
+    scenarios, users = (os.path.join(fx.logs, f"{t}.jsonl") for t in ("scenarios", "users"))
     with open(scenarios, "rb") as src, gzip.open(scenarios + ".gz", "wb") as dst:
         dst.write(src.read() + b'{"scenario_id": \n')
-    os.remove(scenarios)
+    data = gzip.compress(open(users, "rb").read())
+    open(users + ".gz", "wb").write(data[: len(data) * 7 // 10])
+    for path in (scenarios, users):
+        os.remove(path)
     _append(os.path.join(fx.logs, "items.jsonl"), [json.dumps({"item_id": "i_big", "brand": "b" * 10_000}).encode()])
     expect = {"plain": plain, "gz_old": gz_old, "gz_new": gz_new, "first_new": first_new,
               "duplicates": [(plain, first_new + k) for k in range(5)],
               "too_large": [(plain, first_new + 5), (plain, first_new + 6)],
-              "lines_read": {gz_new: _complete_lines(open(gz_new, "rb").read()),
-                             gz_old: _complete_lines(open(gz_old, "rb").read())}}
+              "lines_read": {p: _complete_lines(open(p, "rb").read()) for p in (gz_new, gz_old, users + ".gz")}}
     return _ingest(fx, root, DAYS[1], 2, expect=expect)
 
 
@@ -122,7 +125,9 @@ def test_damaged_gzip_files_are_read_to_the_damage_and_named(bad_day: Ingested) 
     c, e = bad_day.counts, bad_day.expect
     assert c["reasons"]["truncated_file"] == 1 and c["reasons"]["corrupt_file"] == 1
     damaged = {d["file"]: d for d in c["damaged_files"]}
-    assert set(damaged) == {e["gz_new"], e["gz_old"]}
+    users = os.path.join(bad_day.fx.logs, "users.jsonl.gz")
+    assert set(damaged) == {e["gz_new"], e["gz_old"], users}
+    assert damaged[users]["reason"] == "truncated_file" and damaged[users]["lines_read"] == e["lines_read"][users]
     new, old = damaged[e["gz_new"]], damaged[e["gz_old"]]
     assert new["reason"] == "truncated_file" and old["reason"] == "corrupt_file"
     assert new["lines_read"] == e["lines_read"][e["gz_new"]] > 10
@@ -137,10 +142,10 @@ def test_damaged_gzip_files_are_read_to_the_damage_and_named(bad_day: Ingested) 
     assert at[(e["gz_old"], old["lines_read"] + 1)] == "corrupt_file"
     # the day stops unless damaged files are allowed
     [problem] = day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=0))
-    assert problem.startswith("2 damaged file(s), more than 0 allowed (--max-damaged-files): ")
-    assert e["gz_new"] in problem
+    assert problem.startswith("3 damaged file(s), more than 0 allowed (--max-damaged-files): ")
+    assert e["gz_new"] in problem and users in problem
     assert f"{e['gz_old']} (corrupt_file after {old['lines_read']} lines)" in problem
-    assert day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=2)) == []
+    assert day_problems(c, dataclasses.replace(LOOSE, max_damaged_files=3)) == []
 
 
 def test_gzip_read_to_its_end_including_concatenated_members(tmp_path: Any) -> None:
@@ -158,6 +163,9 @@ def test_side_tables_compressed_or_with_bad_rows_are_quarantined_not_fatal(bad_d
     assert side["scenarios"]["reasons"] == {"bad_json": 1} and side["scenarios"]["rows"] == 4
     assert side["items"]["reasons"] == {"too_large": 1}
     assert side["items"]["rows"] == len(bad_day.fx.items)
+    lines_read = bad_day.expect["lines_read"][side["users"]["file"]]
+    assert side["users"]["reasons"] == {"truncated_file": 1} and 5 < side["users"]["rows"] == lines_read
+    assert side["users"]["read"] == lines_read + 1  # the unread rest is one quarantined record
     config = load_feature_config(bad_day.fx.config_path)
     assert scenario_vocabulary(bad_day.fx.logs, str(tmp_path), config) == ["s0", "s1", "s2", "s3"]
 

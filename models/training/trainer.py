@@ -10,15 +10,16 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import msrec  # noqa: F401
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from msrec.components.log_example_gen.examples import DATE_FEATURE
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
-from msrec.models.training import export, loop, warm_start
+from msrec.models.training import export, incremental, loop, warm_start
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
 from msrec.models.registry import build_model
 
@@ -36,10 +37,13 @@ def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scena
 
 
 def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
-            shuffle: bool, seed: int = 0) -> tf.data.Dataset:
-    """(features, label, sample_weight) batches from gzipped transformed examples."""
+            shuffle: bool, seed: int = 0, days: Iterable[str] | None = None) -> tf.data.Dataset:
+    """(features, label, sample_weight) batches from gzipped transformed examples (of ``days`` only,
+    when given)."""
     spec = tft_output.transformed_feature_spec()
     ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+    if days is not None:
+        ds = incremental.only_days(ds, days)
     if shuffle:
         ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
@@ -47,6 +51,7 @@ def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_s
     def split(features: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         features = dict(features)
         label = tf.cast(features.pop(LABEL), tf.float32)
+        features.pop(DATE_FEATURE, None)
         fc = features.get(FAIRNESS_COEF, tf.ones_like(label))
         weight = fc if use_fc_weight else tf.ones_like(label)
         return features, label, weight
@@ -109,25 +114,34 @@ def run_fn(fn_args: Any) -> None:
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
     model = build_model(cfg["model"], spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
-    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True)
+    training = incremental.plan(
+        incremental.read_record(fn_args.base_model) if fn_args.base_model else None, bool(fn_args.base_model),
+        incremental.fingerprint(cfg["model"], cfg.get("hparams") or {}, cfg[FEATURE_CONFIG_KEY],
+                                cfg[SCENARIO_VOCAB_KEY]),
+        incremental.days_in(_files(fn_args.train_files)), cfg["run_date"],
+        int(cfg.get("full_retrain_days", incremental.FULL_RETRAIN_DAYS)))
+    log.info("Trainer: %s training on %s: %s", training.mode, list(training.days), training.reason)
+    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True, days=training.days)
     # Unweighted: the epoch is selected by the AUC the Evaluator and the blessing measure.
     val = dataset(fn_args.eval_files, tft_output, batch_size, use_fc_weight=False, shuffle=False)
-    model(next(iter(train))[0])  # build variables before warm start
-    if fn_args.base_model:
-        warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output)
-    else:
-        log.info("Trainer: no blessed model to warm start from; training from scratch")
-    stats = loop.train_model(
-        model, train, val, learning_rate=float(model.hparams["learning_rate"]), batch_size=batch_size,
-        max_epochs=int(cfg.get("max_epochs", loop.MAX_EPOCHS)), patience=int(cfg.get("patience", loop.PATIENCE)),
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)],
-        verbose=1 if sys.stdout.isatty() else 2)
-    log.info("Trainer: %d epochs, best epoch %d with validation AUC %.4f", stats["epochs_run"], stats["best_epoch"],
-             stats["best_val_auc"])
+    model(next(iter(val))[0])  # build variables before warm start (train may hold no day)
+    if training.warm_start and not warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output):
+        raise RuntimeError(f"cannot continue the production model {fn_args.base_model}: its weights do not load")
+    stats: dict[str, Any] = {"epochs_run": 0}  # no new day: the production model's weights carry over
+    if training.days:
+        stats = loop.train_model(
+            model, train, val, learning_rate=float(model.hparams["learning_rate"]), batch_size=batch_size,
+            max_epochs=int(cfg.get("max_epochs", loop.MAX_EPOCHS)), patience=int(cfg.get("patience", loop.PATIENCE)),
+            callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)],
+            verbose=1 if sys.stdout.isatty() else 2)
+        log.info("Trainer: %d epochs, best epoch %d with validation AUC %.4f", stats["epochs_run"],
+                 stats["best_epoch"], stats["best_val_auc"])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_STATS), "w") as fh:
-        json.dump({"model": cfg["model"], "params": int(model.count_params()), **stats}, fh)
+        json.dump({"model": cfg["model"], "params": int(model.count_params()), **stats,
+                   "mode": training.mode, "mode_reason": training.reason, "days": list(training.days)}, fh)
     export.export(model, tft_output, config, fn_args.serving_model_dir, cfg["model"])
     warm_start.save(model, spec, cfg["model"], fn_args.serving_model_dir)
+    incremental.write_record(training, fn_args.serving_model_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.serving_model_dir, "assets.extra", SPEC_FILE), "w") as fh:
         json.dump({"model": cfg["model"], "feature_spec": spec.to_dict(), "hparams": hparams}, fh)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -63,6 +64,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
                         "room for a train day splits the newest day by time (eval: its last fifth, val: the "
                         "fifth before)")
     p.add_argument("--feature-config", default=None, help="default: <logs>/feature_config.yaml")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow, Beam and TFX logging on the terminal (default: <workdir>/logs/msrec.log)")
     p.add_argument("--schema", default=None,
                    help="TFDV schema (text) the examples are validated against; default: generated from the "
                         "feature config, written to <workdir>/reports/<date>/schema.pbtxt")
@@ -109,8 +112,31 @@ def _add_data_checks(p: argparse.ArgumentParser) -> None:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the daily pipeline for one date")
     p.add_argument("--date", required=True, help="YYYY-MM-DD, the newest day of the window")
+    p.add_argument("--force", action="store_true", help="run a date again although it already pushed a version")
     _add_pipeline_args(p)
     p.set_defaults(func=_lazy("msrec.pipeline.commands:run_command"))
+
+
+def _add_daily(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("daily", help="what a scheduler starts: every complete day not yet run, in date order")
+    p.add_argument("--until", default=None, help="newest day to run (default: yesterday, UTC)")
+    p.add_argument("--from", dest="date_from", default=None,
+                   help="first day on a workdir that has run nothing yet (default: only --until)")
+    p.add_argument("--marker", default="_SUCCESS", help="file whose presence makes a day folder complete")
+    p.add_argument("--min-age-hours", type=float, default=None,
+                   help="instead of the marker: a day is complete when nothing in it changed for this long")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_lazy("msrec.pipeline.commands:daily_command"))
+
+
+def _add_schedule(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schedule", help="print the crontab line or systemd units that run `msrec daily` every day")
+    p.add_argument("scheduler", choices=("cron", "systemd"))
+    p.add_argument("--logs", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--model", default="sarnet", help=MODEL_HELP)
+    p.add_argument("--at", default="03:00", help="time of day, HH:MM")
+    p.set_defaults(func=_lazy("msrec.pipeline.schedule:schedule_command"))
 
 
 def _add_backfill(sub: argparse._SubParsersAction) -> None:
@@ -161,6 +187,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         b.add_argument("--impressions-per-day", type=int, default=None)
         b.add_argument("--seeds", type=int, default=None)
         b.add_argument("--models", default=None, help="comma-separated model names")
+        if name == "models":
+            b.add_argument("--logs", default=None, help="your own logs instead of generated ones (no oracle then); "
+                                                        "--days is the window, its newest days")
+            b.add_argument("--eval-days", type=int, default=None, help="default 1")
+            b.add_argument("--val-days", type=int, default=None, help="default 1")
         b.set_defaults(func=_lazy(f"msrec.bench.{name}:main"))
 
 
@@ -170,19 +201,30 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--impressions-per-day", type=int, default=60_000)
     p.add_argument("--model", default="sarnet", help=MODEL_HELP)
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow, Beam and TFX logging on the terminal (default: <out>/logs/msrec.log)")
     p.set_defaults(func=_lazy("msrec.demo:main"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_import, _add_run, _add_backfill, _add_serve, _add_query, _add_bench, _add_demo):
+    for add in (_add_generate, _add_import, _add_run, _add_backfill, _add_daily, _add_schedule, _add_serve,
+                _add_query, _add_bench, _add_demo):
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # before the command's module imports TensorFlow, so that its start-up noise goes to the log too
+    log_dir = getattr(args, "workdir", None) or getattr(args, "out", None)
+    if hasattr(args, "verbose") and log_dir:
+        from msrec.progress import show_progress
+
+        log_path = show_progress(os.path.join(log_dir, "logs", "msrec.log"), args.verbose)
+        if log_path:
+            print(f"library logs (TensorFlow, Beam, TFX): {log_path}", flush=True)
     return int(args.func(args) or 0)
 
 

@@ -12,7 +12,6 @@ from typing import Any, Mapping
 import msrec  # noqa: F401
 from msrec.data.generator import generate
 from msrec.pipeline import daily
-from msrec.progress import show_progress
 
 
 def auc_table(rep: Mapping[str, Any], oracle: Mapping[str, float], oracle_overall: float) -> str:
@@ -72,10 +71,10 @@ def serve_and_query(logs_dir: str, workdir: str, model: str, date: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    show_progress()
     out = os.path.abspath(args.out)
     data_dir, workdir = os.path.join(out, "data"), os.path.join(out, "work")
-    shutil.rmtree(out, ignore_errors=True)  # the demo always starts from nothing
+    for folder in (data_dir, workdir):  # the demo always starts from nothing (its log is already open)
+        shutil.rmtree(folder, ignore_errors=True)
     print(f"== generating {args.days} days x {args.impressions_per_day} impressions into {data_dir}", flush=True)
     data = generate(data_dir, days=args.days, impressions_per_day=args.impressions_per_day, seed=0)
     print(f"== backfilling {data.dates[0]}..{data.dates[-1]} with {args.model} (workdir {workdir})", flush=True)

@@ -9,12 +9,11 @@ from typing import Any
 
 from msrec.components.anomaly_gate.day_checks import DayLimits
 from msrec.components.log_example_gen.limits import IngestLimits, dedup_fields
-from msrec.pipeline import daily, report
-from msrec.progress import show_progress
+from msrec.pipeline import daily, report, schedule
 
 
 def run_command(args: argparse.Namespace) -> int:
-    rep = daily.run_day(**_options(args, date=args.date))
+    rep = daily.run_day(**_options(args, date=args.date, force=args.force))
     report.print_report(rep)
     return 0 if not rep.get("error") else 1
 
@@ -25,6 +24,15 @@ def backfill_command(args: argparse.Namespace) -> int:
     if reports:
         print(f"backfill report: {report.finish_backfill(opts['workdir'], reports, args.truth)}")
     return 0 if reports and not any(r.get("error") for r in reports) else 1
+
+
+def daily_command(args: argparse.Namespace) -> int:
+    """The scheduled entry point: every complete day not yet run, in date order, up to --until."""
+    rule = schedule.Completeness(args.marker, args.min_age_hours)
+    options = _options(args, omit=("logs_dir", "workdir"))
+    reports = schedule.catch_up(args.logs, args.workdir, args.until or schedule.yesterday(), daily.run_day,
+                                completeness=rule, start=args.date_from, **options)
+    return 0 if not any(r.get("error") for r in reports) else 1
 
 
 def _hparams(text: str) -> dict[str, Any]:
@@ -45,21 +53,21 @@ def _schema(path: str | None) -> str | None:
     return os.path.abspath(path)
 
 
-def _options(args: argparse.Namespace, **extra: Any) -> dict[str, Any]:
-    show_progress()
-    return dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
-                feature_config=args.feature_config, eval_days=args.eval_days, val_days=args.val_days,
-                **{k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience),
-                                     ("batch_size", args.batch_size)) if v is not None},
-                auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
-                auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
-                full_retrain_days=args.full_retrain_days,
-                hparams=_hparams(args.hparams),
-                beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
-                ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),
-                                           dedup_key=dedup_fields(args.dedup_key),
-                                           keep_duplicates=args.keep_duplicates),
-                day_limits=_day_limits(args), **extra)
+def _options(args: argparse.Namespace, omit: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    options = dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
+                   feature_config=args.feature_config, eval_days=args.eval_days, val_days=args.val_days,
+                   **{k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience),
+                                        ("batch_size", args.batch_size)) if v is not None},
+                   auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
+                   auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
+                   full_retrain_days=args.full_retrain_days,
+                   hparams=_hparams(args.hparams),
+                   beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
+                   ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),
+                                              dedup_key=dedup_fields(args.dedup_key),
+                                              keep_duplicates=args.keep_duplicates),
+                   day_limits=_day_limits(args), **extra)
+    return {k: v for k, v in options.items() if k not in omit}
 
 
 def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:

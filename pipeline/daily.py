@@ -12,7 +12,8 @@ from tfx import v1 as tfx
 
 from msrec.schemas.feature_config import load_feature_config
 from msrec.components.log_example_gen.limits import IngestLimits
-from msrec.pipeline import report
+from msrec.pipeline import report, schedule
+from msrec.progress import library_output
 from msrec.pipeline.pipeline import DailyRun, create_pipeline
 from msrec.pipeline.run_history import max_execution_id, run_outputs
 from msrec.pipeline.scenario_registry import scenario_vocabulary
@@ -33,16 +34,25 @@ def make_run(logs_dir: str, date: str, workdir: str, feature_config: str | None 
 
 
 def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", window: int = 2,
-            feature_config: str | None = None, **options: Any) -> dict[str, Any]:
-    """Run the pipeline for one date; returns the report (also written to reports/<date>/)."""
+            feature_config: str | None = None, force: bool = False, **options: Any) -> dict[str, Any]:
+    """Run the pipeline for one date; returns the report (also written to reports/<date>/).
+
+    A date whose earlier run pushed a version that is still served is not run again (re-running a
+    scheduled day must not push a second model for it) unless ``force``."""
+    version = None if force else schedule.already_pushed(workdir, model, date)
+    if version is not None:
+        print(f"== {date}: already pushed as version {version}; nothing run (--force runs it again)", flush=True)
+        return {**schedule.previous_report(workdir, date), "rerun": f"already pushed as version {version}: nothing run"}
     run = make_run(logs_dir, date, workdir, feature_config, model=model, window=window, **options)
     os.makedirs(run.report_dir, exist_ok=True)
     report.clear_stale(run)
     mark = max_execution_id(run)
     started = time.time()
     error = None
+    print(f"== {date}: {model}, window of {run.window} days", flush=True)
     try:
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(run))
+        with library_output():
+            tfx.orchestration.LocalDagRunner().run(create_pipeline(run))
     except Exception as e:  # the report says what failed; the CLI exits non-zero
         error = e
     found = run_outputs(run, mark) if os.path.exists(run.metadata_path) else {"outputs": {}, "timings": {}}
@@ -65,7 +75,7 @@ def backfill(logs_dir: str, date_from: str, date_to: str, workdir: str, **option
     reports = []
     for date in dates(date_from, date_to):
         rep = run_day(logs_dir, date, workdir, **options)
-        report.print_report(rep)
+        print(report.format_summary(rep), flush=True)
         reports.append(rep)
         if rep.get("error"):
             break

@@ -221,6 +221,26 @@ def print_report(rep: Mapping[str, Any]) -> None:
     print(format_report(rep), flush=True)
 
 
+def format_summary(rep: Mapping[str, Any]) -> str:
+    """A few lines per day of a backfill; the whole report is in the day's report.json / report.html."""
+    c = rep.get("counts", {})
+    lines = [f"  read {c.get('read', 0)}  accepted {c.get('accepted', 0)}  quarantined {c.get('quarantined', 0)}"]
+    if "metrics" in rep:
+        lines[0] += f"  ·  eval AUC {rep['metrics']['overall'].get('auc', math.nan):.4f}"
+    if "relaimpr_vs_blessed_pct" in rep:
+        lines[0] += f"  ·  RelaImpr vs production {rep['relaimpr_vs_blessed_pct']:+.2f}%"
+    if "mode" in rep.get("training", {}):
+        t = rep["training"]
+        lines.append(f"  {t['mode']} training on {', '.join(t['days']) or 'no new day'}, {t['epochs_run']} epochs: "
+                     f"{t['mode_reason']}")
+    if "blessed" in rep:
+        pushed = f"pushed version {rep['pushed_version']}" if rep.get("pushed_version") else "not pushed"
+        lines.append(f"  blessed {rep['blessed']}, {pushed}: {rep['blessing_reason']}")
+    if rep.get("error"):
+        lines.append(f"  RUN FAILED: {rep['error']}")
+    return "\n".join(lines)
+
+
 BACKFILL_HTML = "backfill.html"
 
 

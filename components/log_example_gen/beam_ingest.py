@@ -37,7 +37,7 @@ from msrec.components.log_example_gen.layout import (COUNTS_FILE, EXAMPLE_FILE_P
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.reading import Damage, parsed_lines
 from msrec.components.log_example_gen.records import (DUPLICATE, DUPLICATE_KEY, Impression, ImpressionParser,
-                                                    SideRowParser, quarantine_entry)
+                                                    SideRowParser, join_side_rows, quarantine_entry)
 from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
 from msrec.components.log_example_gen.splits import SPLITS, day_splits, split_by_day, split_by_ts, time_cuts
 
@@ -184,14 +184,11 @@ class JoinSideTables(beam.DoFn):
         self._missed = {t: Metrics.counter(NAMESPACE, f"join_missed.{t}") for t in self._tables}
 
     def process(self, record: Impression, **side: dict[str, dict[str, Any]]) -> Iterator[Any]:
-        features = dict(record.features)  # Beam elements are immutable: build a new record
-        for table in self._tables:
-            row = side[table].get(features[SIDE_TABLE_KEYS[table]])
-            if row is not None:
-                features.update(row)
-            elif record.in_window:
-                self._missed[table].inc()
-                yield TaggedOutput(COUNTS, (C.JOIN_MISSED + table, 1))
+        # Beam elements are immutable: the join builds a new feature dict
+        features, missed = join_side_rows(record.features, {t: side[t] for t in self._tables})
+        for table in missed if record.in_window else ():
+            self._missed[table].inc()
+            yield TaggedOutput(COUNTS, (C.JOIN_MISSED + table, 1))
         yield record._replace(features=features)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
+import shutil
 import tempfile
 import time
 from typing import Any, Mapping, Sequence
@@ -43,38 +45,58 @@ PREPARED = "prepared.json"
 RUNS_JOURNAL = "bench_models_runs.jsonl"
 
 
-def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
-    """Generate the window and run the pipeline up to Transform once to get its transformed
-    examples. A window already prepared in ``out_dir`` with the same shape is reused, so that more
-    seeds or models can be added to a run without paying for ingestion again."""
+def prepare(out_dir: str, days: int, per_day: int, logs: str | None = None, **split: int) -> dict[str, Any]:
+    """Generate the window (or take the user's ``logs``: its newest ``days`` days) and run the
+    pipeline up to Transform once to get its transformed examples (``split``: eval_days, val_days).
+    A window already prepared in ``out_dir`` with the same shape is reused, so that more seeds or
+    models can be added to a run without paying for ingestion again."""
     marker = os.path.join(out_dir, PREPARED)
-    shape = {"days": days, "impressions_per_day": per_day}
+    shape = {"days": days, "impressions_per_day": per_day, "logs": logs and os.path.abspath(logs), **split}
     workdir = os.path.join(out_dir, "work")
     data_dir = os.path.join(out_dir, "data")
+    logs_dir = logs or os.path.join(data_dir, "logs")
     if _read(marker) != shape:
         if os.path.exists(os.path.join(out_dir, RUNS_JOURNAL)):
             os.remove(os.path.join(out_dir, RUNS_JOURNAL))  # results of another window
-        generate(data_dir, days=days, impressions_per_day=per_day, seed=0, progress=False)
-        dates = sorted(d for d in os.listdir(os.path.join(data_dir, "logs")) if d[:1].isdigit())
-        rep = daily.run_day(os.path.join(data_dir, "logs"), dates[-1], workdir, model="mix", window=days,
-                            stop_after="transform")
+        shutil.rmtree(workdir, ignore_errors=True)
+        if logs is None:
+            generate(data_dir, days=days, impressions_per_day=per_day, seed=0, progress=False)
+        dates = sorted(d for d in os.listdir(logs_dir) if d[:1].isdigit())
+        rep = daily.run_day(logs_dir, dates[-1], workdir, model="mix", window=days, stop_after="transform", **split)
         if rep.get("error"):
             raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
         with open(marker, "w") as fh:
             json.dump(shape, fh)
-    return transformed_window(data_dir, workdir, "mix")
+    return transformed_window(logs_dir, os.path.join(data_dir, "truth"), workdir, "mix")
 
 
-def transformed_window(data_dir: str, workdir: str, model: str) -> dict[str, Any]:
+def transformed_window(logs: str, truth: str, workdir: str, model: str) -> dict[str, Any]:
     """What ``train_and_evaluate`` needs from a pipeline run of ``model`` that reached Transform."""
-    logs = os.path.join(data_dir, "logs")
     root = os.path.join(workdir, "pipeline", model, "Transform")
-    return {"logs": logs, "truth": os.path.join(data_dir, "truth"),
+    return {"logs": logs, "truth": truth,
             "dates": sorted(d for d in os.listdir(logs) if d[:1].isdigit()),
             "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
             "examples": _latest(os.path.join(root, "transformed_examples", "*")),
             "scenarios": _read(os.path.join(workdir, SCENARIO_INDEX)),
             "config": load_feature_config(os.path.join(logs, "feature_config.yaml"))}
+
+
+def eval_counts(prep: Mapping[str, Any]) -> dict[str, int]:
+    """Eval examples per scenario id, read from the transformed eval split."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from msrec.models.training.trainer import feature_spec
+
+    tft_output = tft.TFTransformOutput(prep["transform_graph"])
+    scenario = feature_spec(prep["config"], tft_output, prep["scenarios"]).scenario_feature
+    spec = {scenario: tft_output.transformed_feature_spec()[scenario]}
+    files = tf.io.gfile.glob(os.path.join(prep["examples"], "Split-eval", "*"))
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(16384).map(lambda b: tf.io.parse_example(b, spec))
+    index = np.concatenate([b[scenario].numpy().reshape(-1) for b in ds])
+    names = {i + 1: sid for i, sid in enumerate(prep["scenarios"])}
+    values, n = np.unique(index, return_counts=True)
+    return {names.get(int(i), "oov"): int(c) for i, c in zip(values, n)}
 
 
 def _journal(path: str) -> list[dict[str, Any]]:
@@ -244,12 +266,16 @@ def main(args: argparse.Namespace) -> int:
     show_progress()
     models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
-    prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000)
-    truth = load_truth(prep["truth"], prep["dates"][-1])
-    counts = {str(s): int(n) for s, n in truth["scenario_id"].value_counts().items()}
-    per_scenario = oracle_auc(truth, by_scenario=True)
-    oracle = {"overall": oracle_auc(truth), "per_scenario": per_scenario,
-              "scenario_weighted": scenario_auc(per_scenario, counts)}
+    split = {"eval_days": args.eval_days or 1, "val_days": args.val_days or 1}
+    prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000, args.logs, **split)
+    counts = eval_counts(prep)
+    if os.path.isdir(prep["truth"]):
+        truth = load_truth(prep["truth"], prep["dates"][-1])
+        per_scenario = oracle_auc(truth, by_scenario=True)
+        oracle = {"overall": oracle_auc(truth), "per_scenario": per_scenario,
+                  "scenario_weighted": scenario_auc(per_scenario, counts)}
+    else:  # the user's own logs: no true click probabilities
+        oracle = {"overall": math.nan, "per_scenario": {}, "scenario_weighted": math.nan}
     seeds = args.seeds or 3
     journal = os.path.join(out, RUNS_JOURNAL)
     earlier = _journal(journal)

@@ -37,7 +37,7 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
                      "error": rep.get("error")})
         if rep.get("error"):
             continue
-        window = transformed_window(data_dir, workdir, first)
+        window = transformed_window(os.path.join(data_dir, "logs"), os.path.join(data_dir, "truth"), workdir, first)
         for model in others:
             r = train_and_evaluate(model, 0, window)
             rows.append({"impressions": n, "model": model, "wall_s": math.nan, "timings_s": {},

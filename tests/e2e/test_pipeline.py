@@ -179,3 +179,15 @@ def test_a_model_trained_on_shuffled_labels_is_not_blessed_nor_pushed(data, tmp_
     assert rep["pushed_version"] is None
     serving = workdir / "serving" / "sarnet"
     assert not serving.exists() or not any(serving.iterdir())
+
+
+def test_rerunning_a_pushed_date_pushes_nothing_new(backfill, data):
+    workdir, reports = backfill
+    pushed = [r for r in reports if r.get("pushed_version")]
+    assert pushed, "the backfill pushed nothing to re-run"
+    serving = os.path.join(workdir, "serving", RUN["model"])
+    before = sorted(os.listdir(serving))
+    again = daily.run_day(str(data.logs_dir), pushed[-1]["date"], workdir, **RUN)
+    assert again["rerun"] == f"already pushed as version {pushed[-1]['pushed_version']}: nothing run"
+    assert again["pushed_version"] == pushed[-1]["pushed_version"]
+    assert sorted(os.listdir(serving)) == before

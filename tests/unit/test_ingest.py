@@ -19,6 +19,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from support.ingest import (DAY_MS, MISSING_ITEM, MISSING_SCENARIO, MISSING_USER, FEATURE_CONFIG, Fixture, day_ms,
                             expected_sequence, write_fixture)
 from msrec.data.generator import generate
+from msrec.serving.candidates import build_candidates
 from msrec.schemas import default_schema
 from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, load_feature_config
 from msrec.components.log_example_gen.beam_ingest import run_ingest
@@ -270,6 +271,19 @@ def test_sequences_are_point_in_time_and_match_brute_force(two_day: Run) -> None
         ties = [ex for ex in two_day.all_examples() if ex["impression_id"][0].startswith(f"{day}-tie")]
         assert len(ties) == 3 and len({tuple(seq(ex)) for ex in ties}) == 1
         assert ties[0]["ts"][0] == day_ms(day) + DAY_MS // 2
+
+
+def test_serving_candidates_see_the_sequences_ingestion_wrote(two_day: Run) -> None:
+    """The client builds a request's behaviour sequence with the ingestion's rules (one home): for
+    every ingested impression, the candidate row at its ts carries the example's sequence."""
+    config = load_feature_config(two_day.fx.config_path)
+    for ex in two_day.all_examples():
+        row = build_candidates(two_day.fx.logs, ex["user_id"][0], ex["scenario_id"][0], [ex["item_id"][0]],
+                               now_ms=ex["ts"][0], config=config).rows[0]
+        for column in SEQ_COLUMNS:
+            built = row["seq_" + column]
+            assert built == ex["seq_" + column] + [""] * (len(built) - len(ex["seq_" + column])), \
+                (ex["impression_id"], column)
 
 
 def test_sequences_cross_scenarios(two_day: Run) -> None:

@@ -100,8 +100,9 @@ def _raw_instances(config: FeatureConfig, n: int) -> list[dict[str, Any]]:
         for col, name in zip(config.sequence.columns, config.sequence.feature_names):
             values = SCENARIOS if col == "scenario_id" else [f"{col}{k}" for k in range(5)]
             row[name] = [rnd.choice(values).encode() for _ in range(rnd.randrange(0, SEQ_LEN + 1))]
+        row.update({name: [f"{name}{i}".encode()] for name in config.passthrough})
         row.update({"ts": [1_700_000_000_000 + i], "click": [int(i % 3 == 0)], "date": [b"2023-11-14"],
-                    "impression_id": [str(i).encode()], "fairness_coef": []})
+                    "fairness_coef": []})
         rows.append(row)
     return rows
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gzip
 import json
 import os
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
 from msrec.schemas.feature_config import SIDE_TABLE_KEYS, Feature, FeatureConfig, load_feature_config
+from msrec.components.log_example_gen.limits import IngestLimits
+from msrec.components.log_example_gen.reading import LineReader
 from msrec.components.log_example_gen.records import (BadValue, Impression, ImpressionParser, SideRowParser,
                                                     join_side_rows, normalise)
 from msrec.components.log_example_gen.sequences import chronological, history_before
@@ -70,10 +71,14 @@ def parse_now(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def _open_lines(path: str) -> Iterator[bytes]:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        yield from fh
+def _open_lines(path: str, damaged: list[str]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of a plain or gzipped log file with the ingestion's reader: a damaged file
+    is read up to the damage, and named in ``damaged``."""
+    reader = LineReader(path, IngestLimits().max_line_bytes)
+    for line in reader:
+        yield line.line_no, line.raw
+    if reader.damage is not None:
+        damaged.append(f"{path} ({reader.damage.reason}: read up to the damage)")
 
 
 def _day_files(logs_dir: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, str]]:
@@ -94,6 +99,7 @@ def _day_files(logs_dir: str, first: dt.date, last: dt.date) -> list[tuple[dt.da
 class _History:
     records: list[Impression]  # the user's impressions before ``now``, parsed as ingestion parses them
     unreadable: int  # lines of the user's that ingestion would quarantine
+    damaged: list[str]  # log files that could not be read to their end
 
     @property
     def last(self) -> Impression | None:
@@ -108,16 +114,17 @@ def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, 
     needle = json.dumps(user_id).encode()
     records: list[Impression] = []
     unreadable = 0
+    damaged: list[str] = []
     for day, path in files:
-        for line_no, raw in enumerate(_open_lines(path), start=1):
+        for line_no, raw in _open_lines(path, damaged):
             if needle not in raw:  # cheap filter: most lines are other users'
                 continue
-            parsed = parser.parse(raw.rstrip(b"\r\n"), file=path, line_no=line_no, day=day, in_window=False)
+            parsed = parser.parse(raw, file=path, line_no=line_no, day=day, in_window=False)
             if not isinstance(parsed, Impression):
                 unreadable += 1
             elif parsed.user_id == user_id and oldest <= parsed.ts < now_ms:
                 records.append(parsed)
-    return _History(records, unreadable)
+    return _History(records, unreadable, damaged)
 
 
 def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig
@@ -131,13 +138,14 @@ def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig
     unreadable = 0
     if path is None:
         return rows, unreadable
-    for line_no, raw in enumerate(_open_lines(path), start=1):
-        parsed = parser.parse(raw.rstrip(b"\r\n"), file=path, line_no=line_no)
+    damaged: list[str] = []
+    for line_no, raw in _open_lines(path, damaged):
+        parsed = parser.parse(raw, file=path, line_no=line_no)
         if isinstance(parsed, dict):
             unreadable += 1
         elif parsed[0] in keys:
             rows.setdefault(*parsed)
-    return rows, unreadable
+    return rows, unreadable + len(damaged)
 
 
 def _value(feature: Feature, raw: Any) -> Any:
@@ -193,6 +201,7 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
             notes.append(f"{unreadable} unreadable lines in {table} skipped")
     if history.unreadable:
         notes.append(f"{history.unreadable} unreadable log lines of user {user_id} skipped")
+    notes += [f"damaged log file {d}" for d in history.damaged]
 
     def side(table: str, key: Any) -> dict[str, Any]:
         return tables.get(table, {}).get(key, {})

@@ -18,7 +18,8 @@ HMDN. The objective (eq. 11) is the BCE plus ``alpha`` * L_rq, added with ``add_
 Defaults are the paper's (§3.1.3): MLPs 128-64-32, 3 experts, D = 6, beta = 0.25, alpha = 1,
 implicit extraction. The codebook size K is not given in the paper; 64 is our choice. Ablation
 switches: ``refiner`` = "implicit" | "explicit" (Table 2) | "none" (the vanilla backbone, gated on
-x_b), ``depth`` (Fig. 2), ``use_ppnet``.
+x_b), ``explicit_mode`` = "hierarchical" | "independent" (how the explicit levels relate, see
+:mod:`msrec.models.papers.hmdn_refiner`), ``depth`` (Fig. 2), ``use_ppnet``.
 
 HMDN has no per-scenario parameter: the scenario reaches the gates through s_D, whose codes a new
 combination of distribution values (an OOV scenario included) shares with the known ones.
@@ -42,6 +43,7 @@ PERSONA = ("user_id", "item_id")  # PEPNet's persona prior: the user and item id
 _HMDN_HPARAMS: Mapping[str, Any] = {
     "attention_units": (64, 32),
     "refiner": "implicit",
+    "explicit_mode": "hierarchical",  # explicit extraction: levels chained by their residuals, or independent
     "depth": 6,
     "codebook_size": 64,
     "beta": 0.25,
@@ -66,14 +68,14 @@ class _HMDN(MultiScenarioModel):
         else:
             self.refiner = HierarchicalRepresentationRefiner(
                 spec, hp["refiner"], hp["depth"], hp["codebook_size"], hp["beta"], hp["embedding_dim"],
-                hp["numeric"], hp["embeddings_l2"], name="hmdrr")
+                hp["numeric"], hp["embeddings_l2"], hp["explicit_mode"], name="hmdrr")
 
     def gate_input(self, features: Mapping[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         """s_D (eq. 4), or x_b for the vanilla backbone; adds alpha * L_rq (eq. 11) when training."""
         if self.refiner is None:
             embedded = self.distribution_embedding(features)
             return tf.concat([embedded[n] for n in self.spec.distribution_features], axis=-1)
-        refined = self.refiner(features)
+        refined = self.refiner(features, training=training)
         if training:
             self.add_loss(self.hparams["alpha"] * refined.rq_loss)
         return refined.representation

@@ -39,7 +39,8 @@ DUPLICATE = "duplicate"
 RAW_PREVIEW_CHARS = 500
 _MS_PER_DAY = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
-TS_MIN_MS = (dt.date(2000, 1, 1) - _EPOCH).days * _MS_PER_DAY
+# a ts in seconds instead of milliseconds reads as January 1970, long before the lower bound
+TS_MIN_MS = (dt.date(1990, 1, 1) - _EPOCH).days * _MS_PER_DAY
 TS_MAX_MS = (dt.date(2100, 1, 1) - _EPOCH).days * _MS_PER_DAY
 _ID_FIELDS = ("user_id", "item_id", "scenario_id")
 
@@ -205,7 +206,7 @@ def _check_ts(ts: int, day: dt.date) -> None:
     if ts < 0:
         raise BadValue(BAD_TS, f"ts {ts} is negative")
     if ts < TS_MIN_MS:
-        raise BadValue(BAD_TS, f"ts {ts} is before 2000-01-01")
+        raise BadValue(BAD_TS, f"ts {ts} is before 1990-01-01")
     if ts > TS_MAX_MS:
         raise BadValue(BAD_TS, f"ts {ts} is after 2100-01-01")
     # Late or early events are tolerated by one day on either side of the day folder.

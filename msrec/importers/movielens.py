@@ -14,8 +14,7 @@ occupation, zip prefix), ``items.jsonl`` (genres as a multi-valued feature, the 
 release decade), ``scenarios.jsonl``; ``feature_config.yaml``. Context features are the UTC hour
 and weekday of the rating.
 
-``ts`` = timestamp * 1000, moved by whole weeks (so hour and weekday keep their values) when the
-data starts before 2000-01-01, the earliest time the contract accepts (MovieLens-100K is 1997-98).
+``ts`` = timestamp * 1000: the day folders are the ratings' own UTC days.
 
 Lines that cannot be used (malformed, a rating of a user without an age) are written with their
 reason to ``OUT/import_rejects.jsonl`` and counted in ``OUT/import_report.json``.
@@ -32,7 +31,6 @@ import re
 import sys
 from typing import Any, Iterator
 
-from msrec.components.log_example_gen.records import TS_MIN_MS
 from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, save_feature_config
 
 ENCODING = "latin-1"
@@ -46,8 +44,6 @@ GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Com
 MAX_GENRES = 6  # the most genres a MovieLens movie lists
 REJECTS_FILE = "import_rejects.jsonl"
 REPORT_FILE = "import_report.json"
-_MS_PER_DAY = 86_400_000
-_MS_PER_WEEK = 7 * _MS_PER_DAY
 _YEAR_IN_TITLE = re.compile(r"\((\d{4})\)\s*$")
 
 
@@ -209,13 +205,6 @@ def read_ratings(src: str, layout: Layout, ages: dict[str, int], rejects: Reject
     return ratings
 
 
-def week_shift(first_ms: int) -> int:
-    """Milliseconds to add so the data starts on or after 2000-01-01, in whole weeks (0 if it does)."""
-    if first_ms >= TS_MIN_MS:
-        return 0
-    return -(-(TS_MIN_MS - first_ms) // _MS_PER_WEEK) * _MS_PER_WEEK
-
-
 def feature_config() -> FeatureConfig:
     """The feature config of the converted logs."""
     features = (
@@ -273,10 +262,9 @@ def convert(src: str, out: str) -> dict[str, Any]:
         rejects.close()
     if not ratings:
         raise MovieLensError(f"no usable rating in {os.path.join(src, layout.ratings)}; see {REJECTS_FILE}")
-    shift = week_shift(min(r.ts_ms for r in ratings))
     by_day: dict[dt.date, list[dict[str, Any]]] = collections.defaultdict(list)
     for r in sorted(ratings, key=lambda r: (r.ts_ms, r.user, r.item)):
-        ts = r.ts_ms + shift
+        ts = r.ts_ms
         moment = dt.datetime.fromtimestamp(ts / 1000, dt.timezone.utc)
         by_day[moment.date()].append({
             "ts": ts, "user_id": r.user, "item_id": r.item, "scenario_id": scenario_of(ages[r.user]),
@@ -299,7 +287,7 @@ def convert(src: str, out: str) -> dict[str, Any]:
         "source": layout.name, "impressions": len(ratings),
         "clicks": sum(r.rating >= CLICK_MIN_RATING for r in ratings),
         "users": len(users), "items": len(items), "first_day": first.isoformat(), "last_day": last.isoformat(),
-        "days": (last - first).days + 1, "empty_days": empty_days, "shift_days": shift // _MS_PER_DAY,
+        "days": (last - first).days + 1, "empty_days": empty_days,
         "per_scenario": dict(sorted(collections.Counter(scenario_of(ages[r.user]) for r in ratings).items())),
         "rejected": rejects.by_file(), "rejected_total": sum(rejects.counts.values()),
     }
@@ -318,8 +306,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"{report['source']}: {report['impressions']} impressions ({report['clicks']} clicks) of "
           f"{report['users']} users on {report['items']} items, {report['first_day']}..{report['last_day']} "
           f"({report['days']} day folders, {report['empty_days']} empty) -> {args.out}")
-    if report["shift_days"]:
-        print(f"timestamps moved {report['shift_days']} days later: the contract starts at 2000-01-01")
     print(f"impressions per scenario: {report['per_scenario']}")
     if report["rejected_total"]:
         print(f"{report['rejected_total']} lines not converted (reasons in {REPORT_FILE}, lines in "

@@ -75,7 +75,7 @@ def _bad_lines(day: str) -> list[tuple[bytes, str]]:
         (row(click="1"), "bad_type"),
         (row(click=2), "bad_click"),
         (row(ts=-5), "bad_ts"),
-        (row(ts=day_ms("1999-12-31")), "bad_ts"),
+        (row(ts=day_ms("1989-12-31")), "bad_ts"),
         (row(ts=day_ms(day) + 3 * DAY_MS), "bad_ts"),
     ]
 

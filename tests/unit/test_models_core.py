@@ -15,7 +15,7 @@ from msrec.models.base import example_inputs
 from msrec.models.registry import (UnknownModelError, build_model, default_hparams, merge_hparams,
                                    model_names)
 from msrec.models.synthetic import planted_ctr_batch
-from support.models import assert_reload_predicts_the_same, make_spec, tensors
+from support.models import assert_reload_predicts_the_same, make_spec, tensors, without_fc
 
 SEED_MODELS = ("sarnet", "mmoe", "shared_bottom", "mix")
 

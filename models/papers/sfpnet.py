@@ -18,7 +18,11 @@ Modules, named as in the paper (§4):
   by a gate of the same form as SAM's, fed with the layer input and the scenario (eq. 10-11).
 
 Paper defaults (§5): embedding size 40, L = 3 blocks (§5.6, the industrial setting), prediction
-DNN (256, 128, 64). The paper does not give the gates' and the aggregation's hidden widths; they
+DNN (256, 128, 64); training with Adam at 0.001, "a decay rate of 0.9" and batch size 512, declared
+as the hparams ``learning_rate``, ``lr_decay``, ``batch_size`` that the trainer reads. The paper does
+not say how often the rate decays; here once per epoch (Adam's own first-moment decay is 0.9 already,
+the other possible reading). Xavier initialisation: every dense kernel here is Glorot (Xavier)
+uniform, Keras' default; the embedding tables keep the shared N(0, 0.05) of every model. The paper does not give the gates' and the aggregation's hidden widths; they
 are hyper-parameters here. Ablation switches (§5.5): ``use_dap`` (False = w/o DAP: mean pooling
 only), ``use_sam``, ``use_rtm``, ``use_sdnn`` (False = a plain DNN), ``use_stb`` (False = no block:
 S-DNN over the raw embeddings).
@@ -176,6 +180,12 @@ class ScenarioAwareDNN(tf.keras.layers.Layer):
 @register("sfpnet")
 class SFPNet(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
+        # §5, implementation details: Adam at 0.001 with a decay rate of 0.9, batch size 512. The
+        # trainer reads all three (models/training: the learning rate times lr_decay after every
+        # epoch; the batch size unless the run sets one).
+        "learning_rate": 1e-3,
+        "lr_decay": 0.9,
+        "batch_size": 512,
         "embedding_dim": 40,  # §5, implementation details
         "num_blocks": 3,  # L, the number of Scenario-Tailoring Blocks (§5.6)
         "gate_units": 128,  # hidden width of every gate (SAM, S-DNN)

@@ -56,6 +56,14 @@ def early_stopping(patience: int) -> tf.keras.callbacks.EarlyStopping:
                                             restore_best_weights=True)
 
 
+def lr_decay(model: tf.keras.Model, learning_rate: float) -> list[tf.keras.callbacks.Callback]:
+    """The learning rate times the model's hparam ``lr_decay`` after every epoch (none without it)."""
+    decay = float(getattr(model, "hparams", {}).get("lr_decay", 1.0))
+    if decay == 1.0:
+        return []
+    return [tf.keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate * decay ** epoch)]
+
+
 def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, *, learning_rate: float,
                 batch_size: int, max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE,
                 callbacks: Sequence[tf.keras.callbacks.Callback] = (), verbose: int = 0) -> dict[str, Any]:
@@ -70,7 +78,7 @@ def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Data
     throughput = Throughput(batch_size)
     stopping = early_stopping(patience)
     history = model.fit(train, validation_data=val, epochs=max_epochs, verbose=verbose,
-                        callbacks=[*callbacks, throughput, stopping])
+                        callbacks=[*callbacks, *lr_decay(model, learning_rate), throughput, stopping])
     val_auc = [round(float(a), 6) for a in history.history[MONITOR]]
     return {"epochs_run": len(val_auc), "max_epochs": max_epochs, "patience": patience,
             "best_epoch": stopping.best_epoch + 1, "best_val_auc": val_auc[stopping.best_epoch],

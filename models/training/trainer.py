@@ -110,9 +110,10 @@ def run_fn(fn_args: Any) -> None:
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
     hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec)
-    batch_size = int(cfg.get("batch_size", loop.BATCH_SIZE))
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
     model = build_model(cfg["model"], spec, hparams)
+    # the run's batch size, else the model's own (a paper's training setting), else the loop's
+    batch_size = int(cfg.get("batch_size") or model.hparams.get("batch_size", loop.BATCH_SIZE))
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     training = incremental.plan(
         incremental.read_record(fn_args.base_model) if fn_args.base_model else None, bool(fn_args.base_model),

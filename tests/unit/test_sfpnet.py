@@ -7,7 +7,8 @@ import tensorflow as tf
 from support.models import (assert_probabilities, assert_reload_predicts_the_same, small_spec, train_on_planted,
                               with_scenario)
 from msrec.schemas.feature_config import FeatureSpec
-from msrec.models.registry import build_model
+from msrec.models.registry import build_model, default_hparams
+from msrec.models.training import loop
 from msrec.models.papers.sfpnet import DistributionAwarePooling
 from msrec.models.synthetic import planted_ctr_batch
 
@@ -80,3 +81,19 @@ def test_tailored_behaviours_differ_between_scenarios_for_the_same_sequence(spec
     # the behaviour representations are exactly the same in every scenario.
     assert scenario_gap(build_model("sfpnet", spec, {**HP, "use_sam": False})).max() == 0.0
     assert scenario_gap(build_model("sfpnet", spec, {**HP, "use_stb": False})).max() == 0.0
+
+
+def test_the_papers_training_settings_are_the_defaults_and_the_rate_decays_every_epoch(spec):
+    """§5.2: Adam at 0.001 decayed by 0.9, batch size 512; the training loop applies the decay."""
+    defaults = default_hparams("sfpnet")
+    assert (defaults["learning_rate"], defaults["lr_decay"], defaults["batch_size"]) == (1e-3, 0.9, 512)
+    tf.keras.utils.set_random_seed(0)
+    model = build_model("sfpnet", spec, HP)
+    data = planted_ctr_batch(spec, 1024, seed=1)
+    train = tf.data.Dataset.from_tensor_slices((data.features, data.labels)).batch(defaults["batch_size"])
+    val = tf.data.Dataset.from_tensor_slices((data.features, data.labels)).batch(1024)
+    stats = loop.train_model(model, train, val, learning_rate=defaults["learning_rate"],
+                             batch_size=defaults["batch_size"], max_epochs=3, patience=3)
+    assert stats["epochs_run"] == 3
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3 * 0.9 ** 2, rel=1e-6)
+    assert not loop.lr_decay(build_model("sfpnet", spec, {**HP, "lr_decay": 1.0}), 1e-3)

@@ -128,6 +128,11 @@ def _pyplot() -> Any:
     return plt
 
 
+def plotted_auc(row: Mapping[str, Any]) -> float:
+    """A slice's AUC, NaN when it holds one class only (TFMA then reports 0, which is no AUC)."""
+    return math.nan if row.get("mean_label") in (0.0, 1.0) else row.get("auc", math.nan)
+
+
 def _auc_plot(rep: Mapping[str, Any]) -> str:
     """Candidate and production AUC per scenario with 95% intervals (Hanley-McNeil), the floor, and
     the gated scenarios' labels in bold."""
@@ -141,9 +146,8 @@ def _auc_plot(rep: Mapping[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names)), 4))
     for k, (label, metrics, color) in enumerate(models):
         rows = [metrics["overall"] if n == "overall" else metrics["per_scenario"].get(n, {}) for n in names]
-        auc = [r.get("auc", math.nan) for r in rows]
-        err = [CI_Z * auc_standard_error(r.get("auc", math.nan), r.get("count", 0), r.get("mean_label", math.nan))
-               for r in rows]
+        auc = [plotted_auc(r) for r in rows]
+        err = [CI_Z * auc_standard_error(a, r.get("count", 0), r.get("mean_label", math.nan)) for a, r in zip(auc, rows)]
         x = [i + (k - (len(models) - 1) / 2) * 0.25 for i in range(len(names))]
         ax.errorbar(x, auc, yerr=err, fmt="o", ms=4, capsize=2, color=color, label=f"{label} (95% CI)")
     floor = rep.get("auc_floor")

@@ -1,6 +1,7 @@
 """The report's gate plot (candidate vs production per scenario, with intervals) and the backfill's
 AUC-by-day table and page."""
 import base64
+import math
 import re
 
 from msrec.pipeline import report
@@ -31,6 +32,11 @@ def test_the_run_page_embeds_the_candidate_and_production_plot():
     [png] = _pngs(page)
     assert png.startswith(b"\x89PNG") and len(png) > 5_000
     assert "training mode incremental (why), days trained on: d" in page
+
+
+def test_a_slice_without_clicks_is_not_plotted_at_auc_zero():
+    assert math.isnan(report.plotted_auc({"auc": 0.0, "mean_label": 0.0, "count": 146}))
+    assert report.plotted_auc({"auc": 0.61, "mean_label": 0.05, "count": 146}) == 0.61
 
 
 def test_the_backfill_table_sets_each_day_beside_the_oracle(tmp_path):

@@ -39,7 +39,7 @@ COMMON_HPARAMS: dict[str, Any] = {
     "numeric": "project",  # numeric features: "project" to embedding_dim or "concat" as is
     "embeddings_l2": 0.0,
     "attention_units": (64, 32),  # the DIN target attention that pools the behaviour sequence
-    "learning_rate": 1e-3,  # read by the trainer (Adam)
+    "learning_rate": 3e-3,  # read by the trainer (Adam): see msrec.models.training.loop
     # click rate per scenario index the output starts from (base.MultiScenarioModel.click_probability);
     # the trainer fills it from the training data, empty = start from 0.5
     "prior_ctr": (),

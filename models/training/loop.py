@@ -15,9 +15,11 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 # With early stopping max_epochs is a cap, not a budget: training ends when the val AUC stops rising.
+# Batch 512 with Adam at 3e-3 (the models' default learning_rate) beat 2048 and 1e-3 on the eval day
+# of generated windows of 20k and 150k impressions a day (SAR-Net; the table in the README).
 MAX_EPOCHS = 10
 PATIENCE = 2
-BATCH_SIZE = 2048
+BATCH_SIZE = 512
 MONITOR = "val_auc"
 
 

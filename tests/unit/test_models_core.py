@@ -46,7 +46,7 @@ def test_unknown_model_names_the_known_ones(spec: FeatureSpec) -> None:
 
 def test_hparams_merge_defaults_and_reject_bad_overrides() -> None:
     defaults = default_hparams("mmoe")
-    assert defaults["num_experts"] == 8 and defaults["embedding_dim"] == 16 and defaults["learning_rate"] == 1e-3
+    assert defaults["num_experts"] == 8 and defaults["embedding_dim"] == 16 and defaults["learning_rate"] == 3e-3
     merged = merge_hparams("mmoe", {"num_experts": 4.0, "expert_units": [32], "learning_rate": 1})
     assert merged["num_experts"] == 4 and isinstance(merged["num_experts"], int)
     assert merged["expert_units"] == (32,) and merged["learning_rate"] == 1.0

@@ -4,9 +4,10 @@ import pathlib
 import pytest
 import yaml
 
+from msrec.schemas import default_feature_config
 from msrec.schemas.feature_config import FeatureConfig, FeatureConfigError
 
-CONFIG = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "feature_config.yaml"
+CONFIG = pathlib.Path(default_feature_config())
 
 
 @pytest.fixture()

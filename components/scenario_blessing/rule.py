@@ -107,7 +107,7 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
     slices = [("overall", candidate["overall"], (baseline or {}).get("overall"))]
     slices += [(f"scenario {s}", m, (baseline or {}).get("per_scenario", {}).get(s))
                for s, m in sorted(candidate["per_scenario"].items())]
-    failures, gated = [], 0
+    failures, notes, gated = [], [], 0
     for where, cand, base in slices:
         if where != "overall" and cand["count"] < rule.min_slice_size:
             continue
@@ -116,7 +116,14 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
         slack = _floor_allowance(where, cand, rule)
         if not auc + slack >= rule.auc_floor:  # also catches NaN (one class only)
             noise = f" by more than sampling noise ({slack:.4f})" if slack > 0 else ""
-            failures.append(f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}{noise}")
+            below = f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}{noise}"
+            # A scenario's floor blocks a model that would bring it below the floor; where production is
+            # below it too (or there is no production model, so nothing serves at all), pushing the
+            # candidate loses nothing there, and the delta rule still stops a regression.
+            if where == "overall" or (base and base.get("auc", math.nan) >= rule.auc_floor):
+                failures.append(below)
+            else:
+                notes.append(below + (", as is the production model" if base else ", with no production model"))
         if base and not math.isnan(base.get("auc", math.nan)):
             allowed = _allowed_drop(where, cand, base, rule)
             if auc < base["auc"] - allowed:
@@ -124,9 +131,9 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
                 failures.append(f"{where}: auc {auc:.4f} fell below the production model's {base['auc']:.4f} "
                                 f"by more than {allowed:.4f}{noise}")
     if failures:
-        return False, "; ".join(failures)
+        return False, "; ".join(failures + notes)
     against = (f"and within delta (+ {rule.noise_z:g} standard errors per scenario) of the production model"
                if baseline else "(no production model yet)")
     return True, (f"overall and {gated - 1} scenarios with >= {rule.min_slice_size} eval samples: "
                   f"AUC at or above {rule.auc_floor:.4f} (per scenario within {rule.noise_z:g} standard "
-                  f"errors) {against}")
+                  f"errors) {against}" + "".join(f"; not blocking: {n}" for n in notes))

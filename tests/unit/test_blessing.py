@@ -21,8 +21,21 @@ def test_blessed_when_every_gated_scenario_clears_the_floor_without_a_baseline()
 
 
 def test_a_scenario_below_the_floor_fails_and_is_named():
+    production = metrics(0.7, s01=(0.65, 500), s02=(0.60, 300))
+    ok, reason = decide(metrics(0.7, s01=(0.65, 500), s02=(0.58, 300)), production, RULE)
+    assert not ok and "scenario s02: auc 0.5800 below the floor" in reason and "s01" not in reason
+
+
+def test_a_scenario_floor_does_not_block_where_nothing_better_serves():
+    """Without a production model nothing serves at all, and where production is below the floor
+    too the candidate loses nothing: both are named, neither blocks (the overall floor still does)."""
     ok, reason = decide(metrics(0.7, s01=(0.65, 500), s02=(0.58, 300)), None, RULE)
-    assert not ok and "scenario s02" in reason and "floor" in reason and "s01" not in reason
+    assert ok and "not blocking: scenario s02: auc 0.5800 below the floor" in reason and "no production model" in reason
+    production = metrics(0.7, s01=(0.65, 500), s02=(0.585, 300))
+    ok, reason = decide(metrics(0.7, s01=(0.65, 500), s02=(0.58, 300)), production, RULE)
+    assert ok and "as is the production model" in reason
+    ok, reason = decide(metrics(0.55, s01=(0.65, 500), s02=(0.58, 300)), None, RULE)
+    assert not ok and reason.startswith("overall: auc 0.5500 below the floor")
 
 
 def test_small_scenarios_are_reported_not_gated():
@@ -90,16 +103,18 @@ def test_a_scenario_below_the_floor_within_its_noise_passes_and_one_significantl
     # 1,200 samples at a 2% click rate: 24 clicks, an AUC standard error of about 0.057
     se = auc_standard_error(0.57, 1_200, 0.02)
     assert 0.04 < se < 0.07
-    ok, reason = decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.70, 100_000)), 0.02), None, rule)
+    production = with_labels(metrics(0.70, s01=(0.60, 1_200), s02=(0.70, 100_000)), 0.02)
+    ok, reason = decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.70, 100_000)), 0.02), production, rule)
     assert ok, reason
-    ok, reason = decide(with_labels(metrics(0.70, s01=(0.45, 1_200), s02=(0.70, 100_000)), 0.02), None, rule)
+    ok, reason = decide(with_labels(metrics(0.70, s01=(0.45, 1_200), s02=(0.70, 100_000)), 0.02), production, rule)
     assert not ok and "scenario s01" in reason and "floor" in reason and "sampling noise" in reason
     assert "s02" not in reason and "overall" not in reason
     # the big scenario's noise is tiny: 0.59 is significantly below a 0.6 floor there
-    ok, reason = decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.59, 100_000)), 0.02), None, rule)
+    ok, reason = decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.59, 100_000)), 0.02), production, rule)
     assert not ok and "scenario s02" in reason and "s01" not in reason
     strict = BlessingRule(auc_floor=0.6, auc_delta=0.01, min_slice_size=100, noise_z=0.0)
-    assert not decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.70, 100_000)), 0.02), None, strict)[0]
+    assert not decide(with_labels(metrics(0.70, s01=(0.57, 1_200), s02=(0.70, 100_000)), 0.02), production,
+                      strict)[0]
 
 
 def test_the_overall_slice_must_clear_the_floor_itself():

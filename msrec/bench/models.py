@@ -250,12 +250,16 @@ def plot(summary: dict[str, Any], path: str) -> None:
                                    (axes[1], "auc", summary["oracle"]["overall"], "overall AUC")]:
         ax.bar(models, [summary["models"][m][f"{key}_mean"] for m in models],
                yerr=[summary["models"][m][f"{key}_std"] for m in models], capsize=3, color=colours)
-        ax.axhline(oracle, color="k", ls="--", label="oracle")
+        if not math.isnan(oracle):  # your own logs have no true click probabilities
+            ax.axhline(oracle, color="k", ls="--", label="oracle")
         ax.set_title(f"{title} (eval day; orange: seed models)", fontsize=9)
         ax.tick_params(axis="x", rotation=60)
     lowest = min(summary["models"][m][k] for m in models for k in ("scenario_auc_mean", "auc_mean"))
-    axes[0].set_ylim(max(0.5, lowest - 0.03), summary["oracle"]["overall"] + 0.01)
-    axes[0].legend()
+    highest = max(summary["models"][m][k] for m in models for k in ("scenario_auc_mean", "auc_mean"))
+    top = summary["oracle"]["overall"] if not math.isnan(summary["oracle"]["overall"]) else highest
+    axes[0].set_ylim(max(0.5, lowest - 0.03), top + 0.01)
+    if not math.isnan(summary["oracle"]["overall"]):
+        axes[0].legend()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
@@ -296,7 +300,8 @@ def main(args: argparse.Namespace) -> int:
     summary = summarise(runs, models, oracle, counts)
     with open(os.path.join(out, "bench_models.json"), "w") as fh:
         json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
-    print(f"msrec bench models: {prep['dates']} window, eval on {prep['dates'][-1]}, "
+    print(f"msrec bench models: window {prep['dates'][0]}..{prep['dates'][-1]} ({len(prep['dates'])} days, "
+          f"eval and val days: {split}), "
           f"{seeds} seeds, the pipeline's training (early stopping on val AUC)\n{format_machine(machine_info())}")
     print(format_table(summary))
     plot(summary, os.path.join(out, "bench_models.png"))

@@ -1,4 +1,4 @@
-"""The model contract every registered model follows (DESIGN §5).
+"""The model contract every registered model follows.
 
 * ``call(features, training)``: ``features`` is the transformed feature dict (see
   :mod:`msrec.models.layers`), optionally with ``fairness_coef`` float32 [B] (training only);

@@ -1,4 +1,4 @@
-"""The pushed-model contract shared by the exporter, the server and its test model (DESIGN §6):
+"""The pushed-model contract shared by the exporter, the server and its test model:
 signature names, the output key, the warm-up file and the raw ``serving_default`` inputs.
 Kept apart from the exporter so that serving does not import tf.Transform."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Assembly of the daily TFX pipeline (DESIGN §4)."""
+"""Assembly of the daily TFX pipeline."""
 from __future__ import annotations
 
 import dataclasses

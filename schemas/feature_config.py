@@ -1,7 +1,7 @@
 """The feature config (what a dataset's columns mean) and the FeatureSpec models are built from.
 
 The feature config is YAML (see ``schemas/feature_config.yaml``). Only the five required fields of
-DESIGN §3 are known to the code; every other column is named by the config.
+the raw-log contract are known to the code; every other column is named by the config.
 
 Naming contract shared by ingestion, Transform and the models:
 

@@ -1,7 +1,7 @@
 """Which files a run reads (the window's day folders, the lookback days before them, the side
 tables) and the names of those it writes.
 
-Layout (DESIGN §3): ``LOGS/YYYY-MM-DD/impressions-*.jsonl[.gz]`` and ``LOGS/{users,items,scenarios}.jsonl[.gz]``.
+Layout: ``LOGS/YYYY-MM-DD/impressions-*.jsonl[.gz]`` and ``LOGS/{users,items,scenarios}.jsonl[.gz]``.
 Entries of LOGS whose name is not a date are ignored. Paths go through Beam's FileSystems, so the
 logs may live on any file system Beam knows (local, gs://, s3:// ...).
 """

@@ -154,7 +154,7 @@ def _require_id(obj: Mapping[str, Any], name: str) -> str:
 
 
 class ImpressionParser:
-    """Validates impression lines against the data contract (DESIGN §3) and the feature config.
+    """Validates impression lines against the data contract and the feature config.
 
     The context features the config declares (source ``impression``) are required like the five
     contract fields, so every example carries them; passthrough fields are optional. Other fields

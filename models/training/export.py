@@ -1,6 +1,6 @@
 """Exporting a trained model as a TF Serving SavedModel with the Transform graph inside.
 
-Signatures (DESIGN §6):
+Signatures:
 * ``serving_default``: one input per raw feature (categorical -> string [None], multi-valued
   categorical -> string [None, None] padded with '', numeric -> float32
   [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with ''), output ``ctr``

@@ -1,7 +1,7 @@
 """Deliberately broken log lines, for exercising quarantine.
 
 Each corrupted line replaces one impression (which then never reaches the truth files) and breaks
-the DESIGN §3 contract in exactly one way, named by its reason.
+the raw-log contract (README, "Your own logs") in exactly one way, named by its reason.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A small but real SavedModel that honours the pushed-model contract of DESIGN §6.
+"""A small but real SavedModel that honours the pushed-model contract (msrec.signatures).
 
 It exists so that the server, the client, the deploy configs and the serving benchmark can be
 exercised without a trained pipeline model: same directory layout

@@ -1,4 +1,4 @@
-"""Small raw logs in the DESIGN §3 layout for the ingestion tests, with every kind of bad line.
+"""Small raw logs in the raw-log layout for the ingestion tests, with every kind of bad line.
 
 The fixture keeps what it wrote (valid rows with their file and line number, the bad lines with the
 reason each must be quarantined for, the side tables) so the tests can recompute the expected

@@ -279,7 +279,7 @@ def test_deterministic(tmp_path):
 
 
 def _reject_reason(raw: bytes, day_start_ms: int) -> str | None:
-    """An independent strict reader of the DESIGN §3 contract: why a line is not a valid record."""
+    """An independent strict reader of the raw-log contract (README, "Your own logs"): why a line is not a valid record."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

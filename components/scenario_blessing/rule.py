@@ -17,7 +17,8 @@ keeps the strict delta. ``noise_z`` = 0 makes every slice strict.
 
 The absolute floor gets the same allowance: a scenario fails it only when its AUC is significantly
 below it (auc + ``noise_z`` * SE < floor), since a scenario of two dozen clicks lands under any
-floor by chance; the overall slice must clear the floor itself.
+floor by chance; the overall slice must clear the floor by ``noise_z`` standard errors (auc - z * SE
+>= floor), so a model no better than chance is not pushed on a lucky eval split.
 """
 from __future__ import annotations
 
@@ -90,9 +91,14 @@ def _standard_error(m: Mapping[str, Any]) -> float:
 
 
 def _floor_allowance(where: str, cand: Mapping[str, Any], rule: BlessingRule) -> float:
-    if where == "overall" or rule.noise_z <= 0:
+    """What a slice's AUC may fall short of the floor by. A scenario gets the benefit of the doubt
+    (+z standard errors: blocking needs evidence); the overall slice must clear the floor by z standard
+    errors (pushing needs evidence), so a model at chance, e.g. trained on shuffled labels, is not
+    pushed on a lucky eval split."""
+    if rule.noise_z <= 0:
         return 0.0
-    return rule.noise_z * _standard_error(cand)
+    sign = -1.0 if where == "overall" else 1.0
+    return sign * rule.noise_z * _standard_error(cand)
 
 
 def _allowed_drop(where: str, cand: Mapping[str, Any], base: Mapping[str, Any], rule: BlessingRule) -> float:
@@ -115,7 +121,8 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
         auc = cand["auc"]
         slack = _floor_allowance(where, cand, rule)
         if not auc + slack >= rule.auc_floor:  # also catches NaN (one class only)
-            noise = f" by more than sampling noise ({slack:.4f})" if slack > 0 else ""
+            noise = (f" by more than sampling noise ({slack:.4f})" if slack > 0 else
+                     f" plus {-slack:.4f} ({rule.noise_z:g} standard errors)" if slack < 0 else "")
             below = f"{where}: auc {auc:.4f} below the floor {rule.auc_floor:.4f}{noise}"
             # A scenario's floor blocks a model that would bring it below the floor; where production is
             # below it too (or there is no production model, so nothing serves at all), pushing the
@@ -135,5 +142,5 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None, rul
     against = (f"and within delta (+ {rule.noise_z:g} standard errors per scenario) of the production model"
                if baseline else "(no production model yet)")
     return True, (f"overall and {gated - 1} scenarios with >= {rule.min_slice_size} eval samples: "
-                  f"AUC at or above {rule.auc_floor:.4f} (per scenario within {rule.noise_z:g} standard "
-                  f"errors) {against}" + "".join(f"; not blocking: {n}" for n in notes))
+                  f"AUC at or above {rule.auc_floor:.4f} (overall by {rule.noise_z:g} standard errors, per "
+                  f"scenario within them) {against}" + "".join(f"; not blocking: {n}" for n in notes))

@@ -123,3 +123,18 @@ def test_the_overall_slice_must_clear_the_floor_itself():
     # a model at chance everywhere (shuffled labels) must never pass on noise
     ok, reason = decide(with_labels(metrics(0.59, s01=(0.65, 1_000), s02=(0.65, 1_000)), 0.02), None, rule)
     assert not ok and reason.startswith("overall") and "s01" not in reason
+
+
+def test_the_overall_slice_must_clear_the_floor_by_its_noise():
+    """Seen in the pipeline: a model trained on shuffled labels scored 0.5247 over 12,000 eval rows
+    against a floor of 0.52, about 0.4 standard errors above it: pushing needs evidence."""
+    from msrec.components.scenario_blessing.rule import auc_standard_error
+
+    rule = BlessingRule(auc_floor=0.52, auc_delta=0.01, min_slice_size=1_000, noise_z=1.0)
+    se = auc_standard_error(0.5247, 12_000, 0.057)
+    assert 0.008 < se < 0.015
+    ok, reason = decide(with_labels(metrics(0.5247, s01=(0.53, 6_000), s02=(0.52, 6_000)), 0.057), None, rule)
+    assert not ok and reason.startswith("overall: auc 0.5247 below the floor 0.5200 plus")
+    ok, reason = decide(with_labels(metrics(0.5200 + 2 * se, s01=(0.55, 6_000), s02=(0.55, 6_000)), 0.057), None,
+                        rule)
+    assert ok, reason

@@ -136,7 +136,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                                 baseline_model=production.outputs["model"],
                                 rule=BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,
                                                   run.auc_noise_z))
-    pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["blessing"],
+    pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["scenario_blessing"],
                           base_directory=run.serving_dir)
     components += [production, fairness, transform, trainer, evaluator, blessing, pusher]
     return _pipeline(run, components)

@@ -65,7 +65,7 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
         stats = load_stats(stats_art.uri)
         rep["fc"] = {k: stats["fc"][k] for k in ("bootstrap", "mean", "p10", "p90")}
         rep["scenario_stats_html"] = os.path.join(stats_art.uri, "scenario_stats.html")
-    blessing = outputs.get("ScenarioBlessing", {}).get("blessing")
+    blessing = outputs.get("ScenarioBlessing", {}).get("scenario_blessing")
     if blessing is not None:
         decision = load_blessing(blessing.uri)
         rep["metrics"] = decision["candidate"]

@@ -34,7 +34,9 @@ class ScenarioBlessingSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
-    OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.ModelBlessing)}
+    # not "blessing": the legacy launchers (Airflow) name an artifact by output key and run id, and the
+    # Evaluator in the same pipeline has a "blessing" output already
+    OUTPUTS = {"scenario_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing)}
 
 
 class Executor(base_executor.BaseExecutor):
@@ -43,7 +45,7 @@ class Executor(base_executor.BaseExecutor):
         evaluation = artifact_utils.get_single_instance(input_dict["evaluation"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         baseline_model = (input_dict.get("baseline_model") or [None])[0]
-        blessing = artifact_utils.get_single_instance(output_dict["blessing"])
+        blessing = artifact_utils.get_single_instance(output_dict["scenario_blessing"])
         rule = BlessingRule(float(exec_properties["auc_floor"]), float(exec_properties["auc_delta"]),
                             int(exec_properties["min_slice_size"]), float(exec_properties["noise_z"]))
         candidate = read_metrics(evaluation.uri, CANDIDATE)
@@ -77,7 +79,7 @@ class ScenarioBlessing(base_component.BaseComponent):
             evaluation=evaluation, model=model, baseline_model=baseline_model,
             auc_floor=float(rule.auc_floor), auc_delta=float(rule.auc_delta), min_slice_size=int(rule.min_slice_size),
             noise_z=float(rule.noise_z),
-            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
+            scenario_blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
 
 
 def load_blessing(blessing_uri: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class Store:
         model = self.artifact(standard_artifacts.Model)
         self.execution("Trainer", {}, {"model": model})
         blessing = self.artifact(standard_artifacts.ModelBlessing, blessed=int(blessed), current_model_id=model.id)
-        self.execution("ScenarioBlessing", {"model": model}, {"blessing": blessing})
+        self.execution("ScenarioBlessing", {"model": model}, {"scenario_blessing": blessing})
         return model, blessing
 
     def push(self, model, blessing):

@@ -22,7 +22,7 @@ from msrec.models.training import loop
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
 from msrec.models.training.incremental import FULL_RETRAIN_DAYS
 from msrec.pipeline import evaluation
-from msrec.pipeline.production import production_resolver
+from msrec.pipeline.production import PUSHED, production_resolver
 
 
 
@@ -56,6 +56,7 @@ class DailyRun:
     day_limits: DayLimits = dataclasses.field(default_factory=DayLimits)  # checked right after ingestion
     # "validation" or "transform" ends the run there: benchmarks that only need the examples
     stop_after: str = ""
+    production: str = PUSHED  # production.py: the model pushed last; BLESSED where Kubeflow compiles the run
 
     @property
     def pipeline_name(self) -> str:
@@ -104,7 +105,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         return _pipeline(run, components)
 
     # production: the model pushed last; FC, warm start and the Evaluator's baseline all use it
-    production = production_resolver()
+    production = production_resolver(run.production)
     fairness = FairnessGen(examples=example_gen.outputs["examples"], model=production.outputs["model"])
     fairness.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
     transform_config = {FEATURE_CONFIG_KEY: run.feature_config.to_dict(),

@@ -16,6 +16,7 @@ from tfx.dsl.components.common import resolver
 from tfx.types import standard_artifacts
 
 MODEL, PUSHED_MODEL = "model", "pushed_model"
+PUSHED, BLESSED = "pushed", "blessed"  # which model is production: pushed last, or blessed last (Kubeflow)
 _PUSHED = "pushed"  # custom property the Pusher executor sets to 1 on a push, 0 otherwise
 
 
@@ -45,7 +46,16 @@ class LatestPushedModelStrategy(resolver.ResolverStrategy):
         return {MODEL: [], PUSHED_MODEL: []}
 
 
-def production_resolver() -> tfx.dsl.Resolver:
+def production_resolver(rule: str = PUSHED) -> tfx.dsl.Resolver:
+    """The production Model as the resolver's ``model`` output; ``rule`` PUSHED or BLESSED (above)."""
+    if rule == BLESSED:
+        return tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id("production_model")
+    if rule != PUSHED:
+        raise ValueError(f"production rule must be {PUSHED!r} or {BLESSED!r}, got {rule!r}")
     return tfx.dsl.Resolver(
         strategy_class=LatestPushedModelStrategy,
         model=tfx.dsl.Channel(type=standard_artifacts.Model),

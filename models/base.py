@@ -36,8 +36,10 @@ class MultiScenarioModel(tf.keras.Model):
         # structure that tf.saved_model then tries (and fails) to serialise.
         self._hparams = types.MappingProxyType(dict(hparams))
         self._prior_logit = prior_logits(self._hparams.get("prior_ctr", ()), spec.num_scenarios)
-        self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(),
-                                       metrics=[tf.keras.metrics.AUC(name="auc")])
+        # Per-example losses, averaged in _objective: under a tf.distribute strategy (several training
+        # workers) each replica's loss must be its share of the global batch's mean.
+        per_example_bce = tf.keras.losses.BinaryCrossentropy(reduction=tf.keras.losses.Reduction.NONE)
+        self.task = tfrs.tasks.Ranking(loss=per_example_bce, metrics=[tf.keras.metrics.AUC(name="auc")])
         self._loss_tracker = tf.keras.metrics.Mean(name="loss")
 
     def _objective(self, data: Any, training: bool) -> tf.Tensor:
@@ -48,10 +50,15 @@ class MultiScenarioModel(tf.keras.Model):
         # [B, 1] like the predictions: a [B] label would make the BCE average over the batch
         # before the sample weights are applied
         labels = tf.reshape(tf.cast(labels, predictions.dtype), [-1, 1])
-        loss = self.task(labels=labels, predictions=predictions, sample_weight=sample_weight, training=training)
+        per_example = self.task(labels=labels, predictions=predictions, sample_weight=sample_weight,
+                                training=training)
+        # the weighted BCE summed over the replica's examples / the global batch size (= the batch's
+        # mean without a strategy); the auxiliary losses / the number of replicas
+        loss = tf.nn.compute_average_loss(per_example)
         if self.losses:
-            loss += tf.add_n(self.losses)
-        self._loss_tracker.update_state(loss)
+            loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+        # the metric reports the loss of the whole batch, as without a strategy
+        self._loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
         return loss
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:

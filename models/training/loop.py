@@ -76,7 +76,8 @@ def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Data
     if not any(True for _ in val.take(1)):
         raise ValueError("the validation split is empty: there is nothing to select the epoch on "
                          "(a longer window, or more impressions on the newest day, gives it rows)")
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+    with model.distribute_strategy.scope():  # the optimizer's variables beside the model's (several workers)
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
     throughput = Throughput(batch_size)
     stopping = early_stopping(patience)
     history = model.fit(train, validation_data=val, epochs=max_epochs, verbose=verbose,

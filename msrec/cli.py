@@ -68,7 +68,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="show TensorFlow, Beam and TFX logging on the terminal (default: <workdir>/logs/msrec.log)")
     p.add_argument("--schema", default=None,
                    help="TFDV schema (text) the examples are validated against; default: generated from the "
-                        "feature config, written to <workdir>/reports/<date>/schema.pbtxt")
+                        "feature config, written to <workdir>/schema.pbtxt")
     # None: the trainer's defaults (msrec.models.training.loop), kept in one place
     p.add_argument("--max-epochs", type=_positive, default=None, help="epochs at most; the best by val AUC is kept")
     p.add_argument("--patience", type=_positive, default=None, help="epochs without a better val AUC before stopping")

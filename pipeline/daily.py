@@ -14,15 +14,17 @@ from msrec.schemas.feature_config import load_feature_config
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.pipeline import report, schedule
 from msrec.progress import library_output
-from msrec.pipeline.pipeline import DailyRun, create_pipeline
+from msrec.pipeline.pipeline import DailyRun, RunDate, create_pipeline
 from msrec.pipeline.run_history import max_execution_id, run_outputs
 from msrec.pipeline.scenario_registry import scenario_vocabulary
 
 log = logging.getLogger(__name__)
 
 
-def make_run(logs_dir: str, date: str, workdir: str, feature_config: str | None = None, **options: Any) -> DailyRun:
-    dt.date.fromisoformat(date)  # a clear error for a malformed date before anything starts
+def make_run(logs_dir: str, date: RunDate, workdir: str, feature_config: str | None = None,
+             **options: Any) -> DailyRun:
+    if isinstance(date, str):
+        dt.date.fromisoformat(date)  # a clear error for a malformed date before anything starts
     config_path = feature_config or os.path.join(logs_dir, "feature_config.yaml")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"feature config not found: {config_path} (pass --feature-config)")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import msrec  # noqa: F401
 from tfx import v1 as tfx
 
-from msrec.components.anomaly_gate.component import AnomalyGate, DayGate
+from msrec.components.anomaly_gate.component import AnomalyGate, DayGate, anomalies_path
 from msrec.components.anomaly_gate.day_checks import DayLimits
 from msrec.components.fairness_gen.component import FairnessGen
 from msrec.components.log_example_gen.component import LogExampleGen
@@ -16,6 +16,7 @@ from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.atomic_pusher.component import AtomicPusher
 from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
+from msrec.components.trainer.component import Trainer
 from msrec.schemas.feature_config import FeatureConfig
 from msrec.schemas.schema_gen import write_schema
 from msrec.models.training import loop
@@ -24,14 +25,24 @@ from msrec.models.training.incremental import FULL_RETRAIN_DAYS
 from msrec.pipeline import evaluation
 from msrec.pipeline.production import PUSHED, production_resolver
 
+# A date that each run of a pipeline built once fills in (Airflow, Kubeflow); the local runner passes a string.
+RunDate = Union[str, tfx.dsl.experimental.RuntimeParameter]
+DATE_PARAMETER = "date"
+
+
+def date_parameter(default: str) -> tfx.dsl.experimental.RuntimeParameter:
+    """The run date as the pipeline's runtime parameter ``date``. Every component that needs it takes it
+    as a string execution property of its own, so an orchestrator can substitute it whole."""
+    return tfx.dsl.experimental.RuntimeParameter(name=DATE_PARAMETER, ptype=str, default=default)
 
 
 @dataclasses.dataclass
 class DailyRun:
-    """Everything one day's pipeline needs."""
+    """Everything one day's pipeline needs. ``date``: YYYY-MM-DD, or ``date_parameter(...)`` for a
+    pipeline built once and run for many dates (then the per-date paths below are unknown)."""
 
     logs_dir: str
-    date: str
+    date: RunDate
     workdir: str
     feature_config_path: str
     feature_config: FeatureConfig
@@ -71,16 +82,21 @@ class DailyRun:
         return os.path.join(self.workdir, "metadata.sqlite")
 
     @property
+    def reports_dir(self) -> str:
+        return os.path.join(self.workdir, "reports")
+
+    @property
     def report_dir(self) -> str:
-        return os.path.join(self.workdir, "reports", self.date)
+        return os.path.join(self.reports_dir, self.date)
 
     @property
     def generated_schema_path(self) -> str:
-        return os.path.join(self.report_dir, "schema.pbtxt")
+        # the same for every date: the feature config alone decides it (ImportSchemaGen copies it per run)
+        return os.path.join(self.workdir, "schema.pbtxt")
 
     @property
     def anomalies_path(self) -> str:
-        return os.path.join(self.report_dir, "anomalies.txt")
+        return anomalies_path(self.reports_dir, self.date)
 
     @property
     def serving_dir(self) -> str:
@@ -92,14 +108,14 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                                 feature_config=run.feature_config_path, eval_days=run.eval_days,
                                 val_days=run.val_days, limits=run.ingest_limits)
     day_gate = DayGate(quarantine=example_gen.outputs["quarantine"], limits=run.day_limits.to_json(),
-                       report_path=run.anomalies_path)
+                       reports_dir=run.reports_dir, date=run.date)
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     statistics.add_upstream_node(day_gate)  # an unfit day stops before anything reads its examples
     schema_file = run.schema_path or write_schema(run.feature_config, run.generated_schema_path)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)
     validator = tfx.components.ExampleValidator(statistics=statistics.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
-    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], report_path=run.anomalies_path)
+    gate = AnomalyGate(anomalies=validator.outputs["anomalies"], reports_dir=run.reports_dir, date=run.date)
     components: list[Any] = [example_gen, day_gate, statistics, schema, validator, gate]
     if run.stop_after == "validation":
         return _pipeline(run, components)
@@ -118,7 +134,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         disable_statistics=True)  # StatisticsGen already profiled the raw examples
     if run.stop_after == "transform":
         return _pipeline(run, components + [production, fairness, transform])
-    trainer = tfx.components.Trainer(
+    trainer = Trainer(
+        run_date=run.date,  # the full-retrain rule's "today"
         run_fn="msrec.models.training.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -128,7 +145,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(splits=["val"]),
         custom_config={**transform_config, "model": run.model, "hparams": dict(run.hparams),
                        "max_epochs": run.max_epochs, "patience": run.patience, "batch_size": run.batch_size,
-                       "seed": run.seed, "run_date": run.date, "full_retrain_days": run.full_retrain_days})
+                       "seed": run.seed, "full_retrain_days": run.full_retrain_days})
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=production.outputs["model"], example_splits=["eval"],

@@ -72,9 +72,12 @@ def schema_from_config(config: FeatureConfig) -> schema_pb2.Schema:
 def write_schema(config: FeatureConfig, path: str | os.PathLike[str]) -> str:
     """Write the schema of ``config`` as text to ``path`` (folders created); returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as fh:
+    # written beside and renamed: a scheduler re-parsing the pipeline rewrites it while a run reads it
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w") as fh:
         fh.write("# Generated from the feature config by msrec.schemas.schema_gen; do not edit.\n")
         fh.write(text_format.MessageToString(schema_from_config(config)))
+    os.replace(partial, path)
     return str(path)
 
 

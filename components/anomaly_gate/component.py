@@ -22,10 +22,20 @@ class AnomaliesFound(RuntimeError):
     """The day's data is unfit to train on; the message is the readable report."""
 
 
-def _write_report(report_path: str, lines: list[str]) -> None:
-    if report_path:
-        os.makedirs(os.path.dirname(report_path), exist_ok=True)
-        with open(report_path, "w") as fh:
+ANOMALIES_TXT = "anomalies.txt"
+
+
+def anomalies_path(reports_dir: str, date: str) -> str:
+    """Where a run's gates write their reasons: ``<reports_dir>/<date>/anomalies.txt``."""
+    return os.path.join(reports_dir, date, ANOMALIES_TXT)
+
+
+def _write_report(reports_dir: str, date: str, lines: list[str]) -> None:
+    # the folder and the date are two properties: the date may be known only when the run starts
+    if reports_dir:
+        path = anomalies_path(reports_dir, date)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
             fh.write("\n".join(lines) + ("\n" if lines else ""))
 
 
@@ -47,20 +57,21 @@ def anomaly_report(anomalies_uri: str, splits: list[str]) -> list[str]:
 
 
 @component
-def AnomalyGate(anomalies: InputArtifact[ExampleAnomalies], report_path: Parameter[str] = "") -> None:
+def AnomalyGate(anomalies: InputArtifact[ExampleAnomalies], reports_dir: Parameter[str] = "",
+                date: Parameter[str] = "") -> None:
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     lines = anomaly_report(anomalies.uri, splits)
-    _write_report(report_path, lines)
+    _write_report(reports_dir, date, lines)
     if lines:
         raise AnomaliesFound("the examples do not match the schema:\n  " + "\n  ".join(lines))
 
 
 @component
-def DayGate(quarantine: InputArtifact[Quarantine], limits: Parameter[str] = "",
-            report_path: Parameter[str] = "") -> None:
+def DayGate(quarantine: InputArtifact[Quarantine], limits: Parameter[str] = "", reports_dir: Parameter[str] = "",
+            date: Parameter[str] = "") -> None:
     """Stops the run when the ingested day breaks ``limits`` (DayLimits as JSON)."""
     with open(os.path.join(quarantine.uri, COUNTS_FILE)) as fh:
         lines = day_problems(json.load(fh), DayLimits.from_json(limits))
-    _write_report(report_path, lines)
+    _write_report(reports_dir, date, lines)
     if lines:
         raise AnomaliesFound("the ingested day is unfit to train on: " + "; ".join(lines))

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from msrec.components.log_example_gen.examples import DATE_FEATURE
+from msrec.components.trainer.component import RUN_DATE_KEY
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
 from msrec.models.training import export, incremental, loop, warm_start
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
@@ -119,7 +120,7 @@ def run_fn(fn_args: Any) -> None:
         incremental.read_record(fn_args.base_model) if fn_args.base_model else None, bool(fn_args.base_model),
         incremental.fingerprint(cfg["model"], cfg.get("hparams") or {}, cfg[FEATURE_CONFIG_KEY],
                                 cfg[SCENARIO_VOCAB_KEY]),
-        incremental.days_in(_files(fn_args.train_files)), cfg["run_date"],
+        incremental.days_in(_files(fn_args.train_files)), cfg[RUN_DATE_KEY],
         int(cfg.get("full_retrain_days", incremental.FULL_RETRAIN_DAYS)))
     log.info("Trainer: %s training on %s: %s", training.mode, list(training.days), training.reason)
     train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True, days=training.days)

@@ -122,11 +122,27 @@ def _add_daily(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--until", default=None, help="newest day to run (default: yesterday, UTC)")
     p.add_argument("--from", dest="date_from", default=None,
                    help="first day on a workdir that has run nothing yet (default: only --until)")
+    _add_completeness(p)
+    _add_pipeline_args(p)
+    p.set_defaults(func=_lazy("msrec.pipeline.commands:daily_command"))
+
+
+def _add_completeness(p: argparse.ArgumentParser) -> None:
     p.add_argument("--marker", default="_SUCCESS", help="file whose presence makes a day folder complete")
     p.add_argument("--min-age-hours", type=float, default=None,
                    help="instead of the marker: a day is complete when nothing in it changed for this long")
-    _add_pipeline_args(p)
-    p.set_defaults(func=_lazy("msrec.pipeline.commands:daily_command"))
+
+
+def _add_compile(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="the daily pipeline for an orchestrator, built once, one run per day")
+    csub = p.add_subparsers(dest="target", required=True)
+    a = csub.add_parser("airflow", help="write an Airflow DAG file: @daily from --start-date, catchup, "
+                                        "one run at a time")
+    a.add_argument("--start-date", required=True, help="YYYY-MM-DD, the first day the DAG runs")
+    a.add_argument("--out", required=True, help="the DAG file to write, e.g. $AIRFLOW_HOME/dags/msrec_daily.py")
+    _add_completeness(a)
+    _add_pipeline_args(a)
+    a.set_defaults(func=_lazy("msrec.pipeline.airflow_runner:compile_command"))
 
 
 def _add_schedule(sub: argparse._SubParsersAction) -> None:
@@ -209,8 +225,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="msrec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_import, _add_run, _add_backfill, _add_daily, _add_schedule, _add_serve,
-                _add_query, _add_bench, _add_demo):
+    for add in (_add_generate, _add_import, _add_run, _add_backfill, _add_daily, _add_schedule, _add_compile,
+                _add_serve, _add_query, _add_bench, _add_demo):
         add(sub)
     return parser
 

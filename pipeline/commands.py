@@ -13,13 +13,13 @@ from msrec.pipeline import daily, report, schedule
 
 
 def run_command(args: argparse.Namespace) -> int:
-    rep = daily.run_day(**_options(args, date=args.date, force=args.force))
+    rep = daily.run_day(**pipeline_options(args, date=args.date, force=args.force))
     report.print_report(rep)
     return 0 if not rep.get("error") else 1
 
 
 def backfill_command(args: argparse.Namespace) -> int:
-    opts = _options(args)
+    opts = pipeline_options(args)
     reports = daily.backfill(date_from=args.date_from, date_to=args.date_to, **opts)
     if reports:
         print(f"backfill report: {report.finish_backfill(opts['workdir'], reports, args.truth)}")
@@ -29,7 +29,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 def daily_command(args: argparse.Namespace) -> int:
     """The scheduled entry point: every complete day not yet run, in date order, up to --until."""
     rule = schedule.Completeness(args.marker, args.min_age_hours)
-    options = _options(args, omit=("logs_dir", "workdir"))
+    options = pipeline_options(args, omit=("logs_dir", "workdir"))
     reports = schedule.catch_up(args.logs, args.workdir, args.until or schedule.yesterday(), daily.run_day,
                                 completeness=rule, start=args.date_from, **options)
     return 0 if not any(r.get("error") for r in reports) else 1
@@ -53,7 +53,8 @@ def _schema(path: str | None) -> str | None:
     return os.path.abspath(path)
 
 
-def _options(args: argparse.Namespace, omit: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+def pipeline_options(args: argparse.Namespace, omit: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    """The runner's keyword arguments from the pipeline options of a command (run, backfill, daily, compile)."""
     options = dict(logs_dir=args.logs, workdir=args.workdir, model=args.model, window=args.window,
                    feature_config=args.feature_config, eval_days=args.eval_days, val_days=args.val_days,
                    **{k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience),

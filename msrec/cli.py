@@ -73,6 +73,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=_positive, default=None, help="epochs at most; the best by val AUC is kept")
     p.add_argument("--patience", type=_positive, default=None, help="epochs without a better val AUC before stopping")
     p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--workers", type=_positive, default=1,
+                   help="training processes on this machine (MultiWorkerMirroredStrategy); on a cluster, the "
+                        "TF_CONFIG the platform sets decides instead")
     p.add_argument("--full-retrain-days", type=_positive, default=7,
                    help="train the whole window from scratch once the production model's last full retrain "
                         "is this many days old; other days continue production on the days it has not seen")

@@ -61,7 +61,7 @@ def pipeline_options(args: argparse.Namespace, omit: tuple[str, ...] = (), **ext
                                         ("batch_size", args.batch_size)) if v is not None},
                    auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
                    auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
-                   full_retrain_days=args.full_retrain_days,
+                   full_retrain_days=args.full_retrain_days, workers=args.workers,
                    hparams=_hparams(args.hparams),
                    beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
                    ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),

@@ -20,7 +20,7 @@ import tensorflow_transform as tft
 from msrec.components.log_example_gen.examples import DATE_FEATURE
 from msrec.components.trainer.component import RUN_DATE_KEY
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
-from msrec.models.training import export, incremental, loop, warm_start
+from msrec.models.training import export, incremental, loop, warm_start, workers
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
 from msrec.models.registry import build_model
 
@@ -57,7 +57,11 @@ def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_s
         weight = fc if use_fc_weight else tf.ones_like(label)
         return features, label, weight
 
-    return ds.map(split).prefetch(tf.data.AUTOTUNE)
+    # several workers: each reads every example and keeps its share of each batch (files are too few
+    # to split by)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.map(split).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _files(file_patterns: list[str]) -> list[str]:
@@ -105,14 +109,29 @@ def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output:
 
 def run_fn(fn_args: Any) -> None:
     """TFX Trainer entry point (GenericExecutor). ``eval_files`` are the val split (the pipeline's
-    EvalArgs); custom_config carries model name, hparams and batch_size, max_epochs, patience."""
+    EvalArgs); custom_config carries model name, hparams and batch_size, max_epochs, patience, workers.
+    With ``workers`` > 1 and no cluster in ``TF_CONFIG`` it starts the worker processes on this machine
+    (workers.run_local); on a cluster, or alone, it trains here."""
+    n = int(fn_args.custom_config.get("workers", 1))
+    if n > 1 and workers.cluster() is None:
+        workers.run_local(fn_args, n)
+    else:
+        train_and_export(fn_args)
+
+
+def train_and_export(fn_args: Any) -> None:
+    """Train, and export on the chief: alone, or as one task of the cluster ``TF_CONFIG`` names (under
+    MultiWorkerMirroredStrategy, each task reading its share of every batch)."""
     cfg: Mapping[str, Any] = fn_args.custom_config
+    strategy = workers.strategy()  # first: a cluster's collective ops are set up before TensorFlow runs anything
+    index, chief = workers.task(strategy)
     config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
     hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec)
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
-    model = build_model(cfg["model"], spec, hparams)
+    with strategy.scope():  # variables (the optimizer's too: loop.train_model) mirrored on every task
+        model = build_model(cfg["model"], spec, hparams)
     # the run's batch size, else the model's own (a paper's training setting), else the loop's
     batch_size = int(cfg.get("batch_size") or model.hparams.get("batch_size", loop.BATCH_SIZE))
     use_fc = bool(getattr(model, "fc_sample_weight", False))
@@ -126,9 +145,12 @@ def run_fn(fn_args: Any) -> None:
     train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True, days=training.days)
     # Unweighted: the epoch is selected by the AUC the Evaluator and the blessing measure.
     val = dataset(fn_args.eval_files, tft_output, batch_size, use_fc_weight=False, shuffle=False)
-    model(next(iter(val))[0])  # build variables before warm start (train may hold no day)
-    if training.warm_start and not warm_start.restore(model, spec, cfg["model"], fn_args.base_model, tft_output):
-        raise RuntimeError(f"cannot continue the production model {fn_args.base_model}: its weights do not load")
+    with strategy.scope():
+        model(next(iter(val))[0])  # build variables before warm start (train may hold no day)
+        if training.warm_start and not warm_start.restore(model, spec, cfg["model"], fn_args.base_model,
+                                                          tft_output):
+            raise RuntimeError(f"cannot continue the production model {fn_args.base_model}: "
+                               "its weights do not load")
     stats: dict[str, Any] = {"epochs_run": 0}  # no new day: the production model's weights carry over
     if training.days:
         stats = loop.train_model(
@@ -138,6 +160,15 @@ def run_fn(fn_args: Any) -> None:
             verbose=1 if sys.stdout.isatty() else 2)
         log.info("Trainer: %d epochs, best epoch %d with validation AUC %.4f", stats["epochs_run"],
                  stats["best_epoch"], stats["best_val_auc"])
+    if workers.cluster():
+        weights = model.get_weights()  # on every task: reading the synced-on-read variables is collective
+        workers.report(fn_args.model_run_dir, index, stats, weights)
+        if not chief:
+            return
+        # the chief exports a copy outside the strategy, so that saving it needs no other task
+        model = build_model(cfg["model"], spec, hparams)
+        model(next(iter(val))[0])
+        model.set_weights(weights)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_STATS), "w") as fh:
         json.dump({"model": cfg["model"], "params": int(model.count_params()), **stats,

@@ -146,6 +146,18 @@ def _add_compile(sub: argparse._SubParsersAction) -> None:
     _add_completeness(a)
     _add_pipeline_args(a)
     a.set_defaults(func=_lazy("msrec.pipeline.airflow_runner:compile_command"))
+    _add_compile_kubeflow(csub)
+
+
+def _add_compile_kubeflow(targets: argparse._SubParsersAction) -> None:
+    p = targets.add_parser("kubeflow", help="write a Kubeflow Pipelines v2 pipeline spec whose runtime "
+                                            "parameter date (YYYY-MM-DD) is the day a run processes")
+    p.add_argument("--out", required=True, help="the spec to write: spec.json, or spec.yaml for kfp's client")
+    p.add_argument("--image", default=None,
+                   help="container image of every task, with msrec's wheel and its locked dependencies installed "
+                        "(default msrec:<version>); nothing is built or pushed")
+    _add_pipeline_args(p)
+    p.set_defaults(func=_lazy("msrec.pipeline.kubeflow_runner:compile_command"))
 
 
 def _add_schedule(sub: argparse._SubParsersAction) -> None:

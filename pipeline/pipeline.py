@@ -30,9 +30,10 @@ RunDate = Union[str, tfx.dsl.experimental.RuntimeParameter]
 DATE_PARAMETER = "date"
 
 
-def date_parameter(default: str) -> tfx.dsl.experimental.RuntimeParameter:
-    """The run date as the pipeline's runtime parameter ``date``. Every component that needs it takes it
-    as a string execution property of its own, so an orchestrator can substitute it whole."""
+def date_parameter(default: str | None = None) -> tfx.dsl.experimental.RuntimeParameter:
+    """The run date as the pipeline's runtime parameter ``date`` (None: no default, every run names it).
+    Every component that needs it takes it as a string execution property of its own, so an orchestrator
+    can substitute it whole."""
     return tfx.dsl.experimental.RuntimeParameter(name=DATE_PARAMETER, ptype=str, default=default)
 
 

@@ -210,7 +210,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     for name, help_ in [("ingest", "generator and ingestion throughput"),
                         ("pipeline", "wall time per pipeline component"),
                         ("serve", "gRPC latency and QPS vs in-process"),
-                        ("models", "every model on the same window")]:
+                        ("models", "every model on the same window"),
+                        ("fairness", "SAR-Net's FC debiasing vs no FC vs down-sampling, organic AUC and top-K exposure")]:
         b = bsub.add_parser(name, help=help_)
         b.add_argument("--out", default=None, help="folder for data and results (default: a temp dir)")
         b.add_argument("--sizes", default=None, help="comma-separated impression counts")
@@ -223,6 +224,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                                         "--days is the window, its newest days")
             b.add_argument("--eval-days", type=int, default=None, help="default 1")
             b.add_argument("--val-days", type=int, default=None, help="default 1")
+        if name == "fairness":
+            b.add_argument("--top-k", type=int, default=3, help="slots shown per request in the exposure simulation")
+            b.add_argument("--downsample-keep", type=float, default=0.2,
+                           help="share of forced train impressions the downsample variant keeps")
         b.set_defaults(func=_lazy(f"msrec.bench.{name}:main"))
 
 

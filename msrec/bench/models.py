@@ -123,11 +123,12 @@ def _read(path: str) -> Any:
         return json.load(fh)
 
 
-def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapping[str, Any] | None = None,
-                       **budget: Any) -> dict[str, Any]:
-    """Train ``name`` (``hparams`` over its defaults) on the prepared window as the pipeline's
-    Trainer does (``budget``: loop.train_model's batch_size, max_epochs, patience overrides);
-    its eval-day record."""
+def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any] | None = None,
+        train_files: Sequence[str] | None = None, **budget: Any) -> tuple[Any, dict[str, Any]]:
+    """Train ``name`` (``hparams`` over its defaults) on the prepared window's train split (or on
+    ``train_files``, transformed examples of the same Transform) as the pipeline's Trainer does
+    (``budget``: loop.train_model's batch_size, max_epochs, patience overrides); the model and
+    the loop's statistics."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -138,17 +139,32 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
-    train_files = [os.path.join(prep["examples"], "Split-train", "*")]
+    train_files = list(train_files or [os.path.join(prep["examples"], "Split-train", "*")])
     hparams = with_prior(hparams or {}, train_files, tft_output, spec)
     model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     batch_size = int(budget.pop("batch_size", loop.BATCH_SIZE))
     train = dataset(train_files, tft_output, batch_size, use_fc, True, seed)
     val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False)
-    evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
-                         False)
     stats = loop.train_model(model, train, val, learning_rate=float(model.hparams["learning_rate"]),
                              batch_size=batch_size, **budget)
+    return model, stats
+
+
+def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapping[str, Any] | None = None,
+                       **budget: Any) -> dict[str, Any]:
+    """Train ``name`` (see :func:`fit`); its eval-day record."""
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from msrec.models.training.trainer import dataset, feature_spec
+
+    model, stats = fit(name, seed, prep, hparams, **budget)
+    tft_output = tft.TFTransformOutput(prep["transform_graph"])
+    spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
+    use_fc = bool(getattr(model, "fc_sample_weight", False))
+    evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
+                         False)
     predict = tf.function(lambda f: model({k: v for k, v in f.items() if k != "fairness_coef"}, training=False))
     preds, labels, scen, times = [], [], [], []
     for features, label, _ in evaluation:

@@ -249,6 +249,12 @@ def _write_day(world: World, model: clicks.ClickModel, date: dt.date, day: int, 
     return interventions, Counter(reasons)
 
 
+def promotion_days(seed: int, days: int) -> list[bool]:
+    """Which of ``days`` days are promotion days: every other day, the phase set by the seed."""
+    phase = int(_rng(seed, 3).integers(2))
+    return [(d + phase) % 2 == 0 for d in range(days)]
+
+
 def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day: int = 200_000,
              scenarios: int = 20, start: str = "2026-11-01", seed: int = 0, users: int | None = None,
              items: int | None = None, corrupt_fraction: float = 0.0, progress: bool = True,
@@ -270,9 +276,8 @@ def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day
     _write_side_tables(world, logs)
     save_feature_config(dataset_feature_config(), logs / FEATURE_CONFIG)
 
-    phase = int(_rng(seed, 3).integers(2))
     dates = [first + dt.timedelta(days=d) for d in range(days)]
-    promotion = [(d + phase) % 2 == 0 for d in range(days)]
+    promotion = promotion_days(seed, days)
     interventions: list[dict] = []
     corrupted: Counter = Counter({reason: 0 for reason in corrupt.REASONS})
     for d, date in enumerate(dates):

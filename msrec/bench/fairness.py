@@ -373,7 +373,8 @@ def plot(res: Mapping[str, Any], path: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-fairness-")
-    print(f"library output: {show_progress(os.path.join(out, 'logs', 'msrec.log'))}", flush=True)
+    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
+        show_progress()
     try:
         res = run(out, days=args.days or 4, per_day=args.impressions_per_day or 60_000, seeds=args.seeds or 3,
                   top_k=args.top_k, downsample_keep=args.downsample_keep)

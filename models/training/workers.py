@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import tensorflow as tf
 
+log = logging.getLogger(__name__)
 REPORTS = "workers"
 # After the first task ends, the rest must end within this: the chief still exports the model, the
 # others are done; a task stuck in a collective op whose peer has gone is stopped here.
@@ -115,6 +117,7 @@ def run_local(fn_args: Any, n: int, finish_timeout_s: float = FINISH_TIMEOUT_S) 
         with open(job, "w") as fh:
             json.dump({k: getattr(fn_args, k) for k in _FN_ARGS}, fh)
         ports = free_ports(n)
+        log.info("Trainer: %d workers on 127.0.0.1 ports %s, their logs in %s", n, ports, log_dir)
         logs = [os.path.join(log_dir, f"task-{i}.log") for i in range(n)]
         procs = []
         try:
@@ -167,6 +170,7 @@ def main(argv: Sequence[str]) -> None:
     """One task of a local multi-worker run: the Trainer's run_fn arguments from the job file."""
     from msrec.models.training import trainer  # the trainer imports this module
 
+    logging.getLogger().setLevel(logging.INFO)  # the Trainer's progress lines in the task's log
     with open(argv[0]) as fh:
         trainer.train_and_export(types.SimpleNamespace(**json.load(fh)))
 

@@ -44,6 +44,16 @@ def test_unknown_model_names_the_known_ones(spec: FeatureSpec) -> None:
         assert name in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["sarnet", "mmoe", "pepnet"])
+def test_embeddings_are_l2_regularised_by_default(spec: FeatureSpec, batch: dict[str, tf.Tensor], name: str) -> None:
+    model = build_model(name, spec)
+    model(without_fc(batch), training=True)
+    tables = [w for w in model.trainable_weights if "emb_" in w.name]
+    assert default_hparams(name)["embeddings_l2"] == 1e-4 and tables
+    penalty = sum(1e-4 * float(tf.reduce_sum(tf.square(w))) for w in tables if "time_gap" not in w.name)
+    np.testing.assert_allclose(float(tf.add_n(model.losses)), penalty, rtol=1e-4)
+
+
 def test_hparams_merge_defaults_and_reject_bad_overrides() -> None:
     defaults = default_hparams("mmoe")
     assert defaults["num_experts"] == 8 and defaults["embedding_dim"] == 16 and defaults["learning_rate"] == 3e-3

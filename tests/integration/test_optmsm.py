@@ -13,7 +13,8 @@ from msrec.models.layers import BEHAVIOUR_FIELD
 from msrec.models.papers.optmsm import orthogonality_loss
 from msrec.models.registry import build_model
 
-HP = {**SMALL, "transfer_units": (64, 32), "predictor_units": (16,), "hypernetwork_units": 16}
+# no embedding L2, so that model.losses holds the orthogonality loss alone
+HP = {**SMALL, "transfer_units": (64, 32), "predictor_units": (16,), "hypernetwork_units": 16, "embeddings_l2": 0.0}
 
 
 @pytest.fixture(scope="module")

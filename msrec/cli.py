@@ -224,6 +224,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                                         "--days is the window, its newest days")
             b.add_argument("--eval-days", type=int, default=None, help="default 1")
             b.add_argument("--val-days", type=int, default=None, help="default 1")
+            b.add_argument("--hparams", default="{}",
+                           help='hyper-parameters over every model\'s defaults, as JSON, e.g. \'{"embedding_dim": 8}\'')
         if name == "fairness":
             b.add_argument("--top-k", type=int, default=3, help="slots shown per request in the exposure simulation")
             b.add_argument("--downsample-keep", type=float, default=0.2,

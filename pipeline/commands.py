@@ -35,7 +35,8 @@ def daily_command(args: argparse.Namespace) -> int:
     return 0 if not any(r.get("error") for r in reports) else 1
 
 
-def _hparams(text: str) -> dict[str, Any]:
+def parse_hparams(text: str) -> dict[str, Any]:
+    """``--hparams``: a JSON object of hyper-parameters over the model's defaults."""
     try:
         value = json.loads(text)
     except ValueError as e:
@@ -62,7 +63,7 @@ def pipeline_options(args: argparse.Namespace, omit: tuple[str, ...] = (), **ext
                    auc_floor=args.auc_floor, auc_delta=args.auc_delta, min_slice_size=args.min_scenario_samples,
                    auc_noise_z=args.auc_noise_z, schema_path=_schema(args.schema),
                    full_retrain_days=args.full_retrain_days, workers=args.workers,
-                   hparams=_hparams(args.hparams),
+                   hparams=parse_hparams(args.hparams),
                    beam_pipeline_args=tuple(shlex.split(args.beam_pipeline_args)),
                    ingest_limits=IngestLimits(**_given(args, "max_line_bytes", "max_field_bytes"),
                                               dedup_key=dedup_fields(args.dedup_key),

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Any, Mapping, Sequence
@@ -106,14 +107,17 @@ def _journal(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def reusable_runs(journal: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
-    """The journal's runs that this version would train the same way, by (model, seed).
+def reusable_runs(journal: Sequence[Mapping[str, Any]],
+                  hparams: Mapping[str, Any] | None = None) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """The journal's runs that this version would train the same way, with the same ``hparams``
+    overrides, by (model, seed).
 
     Runs without the click-rate prior (an msrec before it, whose journal has no ``prior``) or
     without early stopping on the val split (no ``best_epoch``) are not comparable with today's
     training: they are trained again rather than mixed into the table.
     """
-    return {(r["model"], r["seed"]): r for r in journal if r.get("prior") and "best_epoch" in r}
+    return {(r["model"], r["seed"]): r for r in journal
+            if r.get("prior") and "best_epoch" in r and r.get("hparams", {}) == dict(hparams or {})}
 
 
 def _read(path: str) -> Any:
@@ -181,7 +185,8 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     # mean prediction / click rate per scenario: how well the model gets the scenarios' base rates,
     # which the overall AUC rewards and the per-scenario AUCs do not see
     calibration = {names.get(int(i), "oov"): float(p[s == i].mean() / max(y[s == i].mean(), eps)) for i in np.unique(s)}
-    return {"model": name, "seed": seed, "prior": bool(model.hparams["prior_ctr"]), "auc": auc(p, y),
+    return {"model": name, "seed": seed, "hparams": dict(hparams or {}), "prior": bool(model.hparams["prior_ctr"]),
+            "auc": auc(p, y),
             "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
             "params": int(model.count_params()), "train_examples_per_s": stats["examples_per_s"],
@@ -281,10 +286,18 @@ def plot(summary: dict[str, Any], path: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from msrec.models.registry import model_names
+    from msrec.models.registry import merge_hparams, model_names
+    from msrec.pipeline.commands import parse_hparams
 
     show_progress()
+    hparams = parse_hparams(args.hparams)
     models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
+    try:  # before the window is prepared: an unknown model or hparam fails at once
+        for name in models:
+            merge_hparams(name, hparams)
+    except ValueError as e:
+        print(f"msrec bench models: error: {e}", file=sys.stderr)
+        return 2
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
     split = {"eval_days": args.eval_days or 1, "val_days": args.val_days or 1}
     prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000, args.logs, **split)
@@ -299,10 +312,10 @@ def main(args: argparse.Namespace) -> int:
     seeds = args.seeds or 3
     journal = os.path.join(out, RUNS_JOURNAL)
     earlier = _journal(journal)
-    done = reusable_runs(earlier)
+    done = reusable_runs(earlier, hparams)
     if len(done) < len(earlier):
         print(f"{len(earlier) - len(done)} runs in {journal} were trained by an older recipe (no click-rate prior "
-              "or no early stopping): training them again", flush=True)
+              "or no early stopping) or with other --hparams: not in this table", flush=True)
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):
         for name in models:
@@ -310,7 +323,7 @@ def main(args: argparse.Namespace) -> int:
                 runs.append(done[(name, seed)])
                 continue
             print(f"training {name} (seed {seed})", flush=True)
-            runs.append(train_and_evaluate(name, seed, prep))
+            runs.append(train_and_evaluate(name, seed, prep, hparams))
             with open(journal, "a") as fh:
                 fh.write(json.dumps(runs[-1]) + "\n")
     summary = summarise(runs, models, oracle, counts)
@@ -318,7 +331,7 @@ def main(args: argparse.Namespace) -> int:
         json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
     print(f"msrec bench models: window {prep['dates'][0]}..{prep['dates'][-1]} ({len(prep['dates'])} days, "
           f"eval and val days: {split}), "
-          f"{seeds} seeds, the pipeline's training (early stopping on val AUC)\n{format_machine(machine_info())}")
+          f"{seeds} seeds, the pipeline's training (early stopping on val AUC), hparams {hparams or 'defaults'}\n{format_machine(machine_info())}")
     print(format_table(summary))
     plot(summary, os.path.join(out, "bench_models.png"))
     print(f"results: {out}/bench_models.json, plot {out}/bench_models.png")

@@ -41,3 +41,5 @@ def test_a_resumed_run_trains_again_what_an_older_recipe_trained():
                {"model": "mmoe", "seed": 1, "prior": True, "auc": 0.70},  # before early stopping
                {"model": "mmoe", "seed": 0, "prior": True, "auc": 0.71, "best_epoch": 3}]
     assert reusable_runs(journal) == {("mmoe", 0): journal[3]}
+    tuned = [{**journal[3], "hparams": {"embedding_dim": 8}}]
+    assert reusable_runs(tuned) == {} and reusable_runs(tuned, {"embedding_dim": 8}) == {("mmoe", 0): tuned[0]}

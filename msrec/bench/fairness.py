@@ -28,7 +28,9 @@ Transform): the newest day is the eval split, the day before it val, the rest tr
    K candidates (only there does the ranking choose), held by intervened items. For reference: the
    share among those requests' candidates and in their logged first K positions.
 
-Writes ``DIR/fairness.json`` and ``DIR/fairness.png`` and prints the table with the machine.
+Writes ``DIR/fairness.json`` and ``DIR/fairness.png`` and prints the table with the machine. It
+resumes: a window already prepared in DIR with the same shape is reused, and so are the runs in
+``DIR/fairness_runs.jsonl`` trained with the same settings.
 """
 from __future__ import annotations
 
@@ -51,11 +53,15 @@ from msrec.data.generator import GenerateError, generate, promotion_days
 from msrec.data.truth import auc, load_interventions, load_truth
 from msrec.pipeline import daily
 from msrec.progress import show_progress
+from msrec.schemas.feature_config import load_feature_config
 
 MODEL = "sarnet"
 NO_FC = {"use_fc_weighting": False, "use_bias_net": False}
 VARIANTS: dict[str, Mapping[str, Any]] = {"sarnet_fc": {}, "sarnet_no_fc": NO_FC, "downsample": NO_FC}
 RESULTS = "fairness.json"
+PREPARED = "prepared.json"
+TRAIN_SUMMARY = "train.json"
+RUNS_JOURNAL = "fairness_runs.jsonl"
 PLOT = "fairness.png"
 MIN_DAYS = 4  # the FC model's day, a train day, the val day, the eval day
 INFERENCE_BATCH = 2000
@@ -74,7 +80,13 @@ def data_seed(days: int) -> int:
 
 
 def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
-    """Generate the window and run it through the pipeline up to Transform; the prepared window."""
+    """Generate the window and run it through the pipeline up to Transform; the prepared window
+    (the one ``out_dir`` holds already when it has the same shape)."""
+    marker = os.path.join(out_dir, PREPARED)
+    earlier = _read(marker)
+    if earlier and earlier["shape"] == {"days": days, "impressions_per_day": per_day}:
+        return {**earlier["prep"], "config": load_feature_config(os.path.join(earlier["prep"]["logs"],
+                                                                              "feature_config.yaml"))}
     data_dir, workdir = os.path.join(out_dir, "data"), os.path.join(out_dir, "work")
     seed = data_seed(days)
     try:
@@ -89,7 +101,21 @@ def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
     prep.update(data_seed=seed, fc_model_date=dates[0], window=dates, train_dates=dates[1:-2],
                 val_date=dates[-2], eval_date=dates[-1],
                 raw_examples=_newest(os.path.join(workdir, "pipeline", MODEL, "FairnessGen", "weighted_examples")))
+    _dump(marker, {"shape": {"days": days, "impressions_per_day": per_day},
+                   "prep": {k: v for k, v in prep.items() if k != "config"}})
     return prep
+
+
+def _read(path: str) -> Any:
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _dump(path: str, value: Any) -> None:
+    with open(path, "w") as fh:
+        json.dump(value, fh, indent=1)
 
 
 def _newest(folder: str) -> str:
@@ -179,11 +205,16 @@ def fc_of(keys: pd.DataFrame, p: np.ndarray) -> np.ndarray:
 def train_files(prep: Mapping[str, Any], keep: float, out_dir: str, **budget: Any) -> dict[str, Any]:
     """The FC model (day 1), then days 2..D-2 written twice as transformed examples for the variants:
     with the FC model's FC, and with each forced impression kept with probability ``keep``; their
-    counts and FC by forced and organic impressions."""
+    counts and FC by forced and organic impressions (those ``out_dir`` holds already when they were
+    made with the same ``keep`` and ``budget``)."""
     import tensorflow_transform as tft
 
     from msrec.schemas.feature_config import FAIRNESS_COEF
 
+    summary = os.path.join(out_dir, TRAIN_SUMMARY)
+    earlier = _read(summary)
+    if earlier and earlier["keep"] == keep and earlier["budget"] == dict(budget):  # the same FC model's files
+        return earlier
     spec = tft.TFTransformOutput(prep["transform_graph"]).transformed_feature_spec()
     # one folder per file set: the pipeline's dataset reader takes folders (or glob patterns)
     folders = {name: os.path.join(out_dir, name) for name in ("fc_model", "fc", "downsample")}
@@ -213,13 +244,16 @@ def train_files(prep: Mapping[str, Any], keep: float, out_dir: str, **budget: An
         down.append((f, rows[kept[start:start + len(rows)]]))
         start += len(rows)
     n_all, n_down = _write(paths["fc"], with_fc, spec), _write(paths["downsample"], down, spec)
-    return {"files": {"fc": [folders["fc"]], "downsample": [folders["downsample"]]},
-            "train_impressions": {"all": n_all, "downsampled": n_down},
-            "train_forced_impressions": {"all": int(forced.sum()), "downsampled": int((forced & kept).sum())},
-            "fc": {"mean_forced": float(fc[forced].mean()) if forced.any() else float("nan"),
-                   "mean_organic": float(fc[~forced].mean()),
-                   "share_not_1": float(np.mean(np.abs(fc - 1.0) > 1e-6)),
-                   "min": float(fc.min()), "max": float(fc.max())}}
+    result = {"keep": keep, "budget": dict(budget),
+              "files": {"fc": [folders["fc"]], "downsample": [folders["downsample"]]},
+              "train_impressions": {"all": n_all, "downsampled": n_down},
+              "train_forced_impressions": {"all": int(forced.sum()), "downsampled": int((forced & kept).sum())},
+              "fc": {"mean_forced": float(fc[forced].mean()) if forced.any() else float("nan"),
+                     "mean_organic": float(fc[~forced].mean()),
+                     "share_not_1": float(np.mean(np.abs(fc - 1.0) > 1e-6)),
+                     "min": float(fc.min()), "max": float(fc.max())}}
+    _dump(summary, result)
+    return result
 
 
 def eval_frame(prep: Mapping[str, Any]) -> pd.DataFrame:
@@ -264,6 +298,33 @@ def topk_share(frame: pd.DataFrame, scores: pd.Series | None, k: int) -> float:
     return float(top["intervened"].mean())
 
 
+def train_variant(prep: Mapping[str, Any], train: Mapping[str, Any], frame: pd.DataFrame,
+                  evaluation: Sequence[tuple[Mapping[str, np.ndarray], pd.DataFrame]], variant: str, seed: int,
+                  top_k: int, out_dir: str, **budget: Any) -> dict[str, Any]:
+    """Train one variant with one seed and measure it on the eval day; a run already in
+    ``out_dir``'s journal with the same settings is taken from there instead."""
+    journal = os.path.join(out_dir, RUNS_JOURNAL)
+    key = {"variant": variant, "seed": seed, "top_k": top_k, "keep": train["keep"], "budget": dict(budget)}
+    if os.path.exists(journal):
+        with open(journal) as fh:
+            for line in fh:
+                done = json.loads(line)
+                if {k: done.get(k) for k in key} == key:
+                    return done
+    print(f"training {variant} (seed {seed})", flush=True)
+    files = train["files"]["downsample" if variant == "downsample" else "fc"]
+    model, stats = fit(MODEL, seed, prep, VARIANTS[variant], train_files=files, **dict(budget))
+    p = score(model, evaluation).reindex(frame.index).to_numpy()
+    y = frame["click"].to_numpy()
+    organic = (frame["forced"] == 0).to_numpy()
+    row = {**key, "organic_auc": auc(p[organic], y[organic]), "all_auc": auc(p, y),
+           "topk_intervened_share": topk_share(frame, pd.Series(p, index=frame.index), top_k),
+           "epochs_run": stats["epochs_run"], "best_epoch": stats["best_epoch"], "best_val_auc": stats["best_val_auc"]}
+    with open(journal, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    return row
+
+
 def run(out_dir: str, days: int = 4, per_day: int = 60_000, seeds: int = 3, top_k: int = 3,
         downsample_keep: float = 0.2, **budget: Any) -> dict[str, Any]:
     """The whole bench (module docstring); the results written to ``out_dir/fairness.json``
@@ -281,20 +342,12 @@ def run(out_dir: str, days: int = 4, per_day: int = 60_000, seeds: int = 3, top_
     results: dict[str, dict[str, list[float]]] = {key: {v: [] for v in VARIANTS}
                                                  for key in ("organic_auc", "all_auc", "topk_intervened_share")}
     runs = []
-    organic = (frame["forced"] == 0).to_numpy()
     for seed in range(seeds):
-        for variant, hparams in VARIANTS.items():
-            print(f"training {variant} (seed {seed})", flush=True)
-            files = train["files"]["downsample" if variant == "downsample" else "fc"]
-            model, stats = fit(MODEL, seed, prep, hparams, train_files=files, **dict(budget))
-            p = score(model, evaluation).reindex(frame.index).to_numpy()
-            y = frame["click"].to_numpy()
-            row = {"organic_auc": auc(p[organic], y[organic]), "all_auc": auc(p, y),
-                   "topk_intervened_share": topk_share(frame, pd.Series(p, index=frame.index), top_k)}
-            for key, value in row.items():
-                results[key][variant].append(value)
-            runs.append({"variant": variant, "seed": seed, **row, "epochs_run": stats["epochs_run"],
-                         "best_epoch": stats["best_epoch"], "best_val_auc": stats["best_val_auc"]})
+        for variant in VARIANTS:
+            runs.append(train_variant(prep, train, frame, evaluation, variant, seed, top_k, out_dir, **budget))
+            for key in results:
+                results[key][variant].append(runs[-1][key])
+    organic = (frame["forced"] == 0).to_numpy()
     shown = requests_over(frame, top_k)
     downsampled = {v: "downsampled" if v == "downsample" else "all" for v in VARIANTS}
     out = {

@@ -49,3 +49,10 @@ def test_downsample_trains_on_fewer_forced_impressions(bench):
 def test_too_short_a_window_is_a_clear_error(tmp_path):
     with pytest.raises(FairnessBenchError, match="at least 4"):
         run(str(tmp_path), days=3)
+
+
+def test_a_second_run_reuses_the_window_the_train_files_and_the_runs(bench):
+    out, res = bench
+    again = run(str(out), days=4, per_day=6000, seeds=SEEDS, top_k=3, downsample_keep=0.2, max_epochs=1)
+    for key in ("organic_auc", "all_auc", "topk_intervened_share", "train_forced_impressions", "fc_train"):
+        assert again[key] == res[key]

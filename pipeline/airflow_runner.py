@@ -10,6 +10,8 @@ Days run one at a time and in order (``max_active_runs`` 1, ``catchup``): each d
 and gate baseline are the model pushed the day before. The first task waits for the day's logs to be
 complete (``msrec daily``'s rule: the ``_SUCCESS`` marker, or ``--min-age-hours``) and fails clearly
 when the day before failed, so that a failed day is never skipped: clear it and the days after it.
+The last task writes the day's report (``reports/<date>/report.json`` and ``.html``) from the run's
+MLMD records, as ``msrec run`` does, whatever became of the tasks before it.
 """
 from __future__ import annotations
 
@@ -63,11 +65,13 @@ def _start_date(text: str) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
 
 
-def logs_ready(logs_dir: str, date: str, marker: str, min_age_hours: float | None, ti: Any) -> bool:
+def logs_ready(logs_dir: str, reports_dir: str, date: str, marker: str, min_age_hours: float | None,
+               ti: Any) -> bool:
     """The first task's check (a sensor poke): False while the day's logs are incomplete; fails the run
     when the day before it failed, since this day would train on the wrong production model."""
     from airflow.exceptions import AirflowFailException
 
+    from msrec.components.anomaly_gate.component import anomalies_path
     from msrec.pipeline.schedule import Completeness
 
     previous = ti.get_previous_dagrun()
@@ -78,12 +82,40 @@ def logs_ready(logs_dir: str, date: str, marker: str, min_age_hours: float | Non
             f"{previous.logical_date:%Y-%m-%d} {ti.dag_id}")
     complete, why = Completeness(marker, min_age_hours).check(os.path.join(logs_dir, date))
     print(f"logs of {date}: {why}", flush=True)
+    stale = anomalies_path(reports_dir, date)
+    if complete and os.path.exists(stale):
+        os.remove(stale)  # an earlier attempt's gate reasons: this run's report shows only its own
     return complete
+
+
+def write_report(settings: Mapping[str, Any], date: str, dag_run: Any) -> None:
+    """The last task: the day's report from the run's MLMD records; after writing it, fails when a task
+    before it failed (the run's state follows its last task)."""
+    from airflow.exceptions import AirflowFailException
+
+    from msrec.pipeline import commands, daily, report
+    from msrec.pipeline.run_history import orchestrated_run_outputs
+
+    run = daily.make_run(date=date, **commands.pipeline_options(_namespace(settings)))
+    tasks = dag_run.get_task_instances()
+    failed = sorted(ti.task_id for ti in tasks if ti.state in ("failed", "upstream_failed"))
+    error = RuntimeError(f"failed: {', '.join(failed)} (see their task logs)") if failed else None
+    found = orchestrated_run_outputs(run, dag_run.run_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    # from the first task's start (`airflow dags test` records only end dates, and dates the run at its
+    # logical date)
+    started = min((t for ti in tasks for t in (ti.start_date, ti.end_date) if t is not None), default=now)
+    rep = report.build(run, found["outputs"], found["timings"], (now - started).total_seconds(), error)
+    report.write(run, rep)
+    report.print_report(rep)
+    if error is not None:
+        raise AirflowFailException(rep["error"])
 
 
 def daily_dag(settings: Mapping[str, Any]) -> Any:
     """The Airflow DAG of the daily pipeline (its id: ``msrec_<model>``) for the settings of
     ``msrec compile airflow`` (:func:`dag_settings`)."""
+    from airflow.operators.python import PythonOperator
     from airflow.sensors.python import PythonSensor
     from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
@@ -97,12 +129,16 @@ def daily_dag(settings: Mapping[str, Any]) -> Any:
         "description": f"msrec daily pipeline: {run.model} on {run.logs_dir}, workdir {run.workdir}",
     })
     dag = AirflowDagRunner(config).run(create_pipeline(run))
-    first = [task for task in dag.tasks if not task.upstream_list]
+    pipeline_tasks = list(dag.tasks)
     ready = PythonSensor(task_id="logs_complete", python_callable=logs_ready, dag=dag, mode="reschedule",
                          poke_interval=POKE_S, timeout=WAIT_FOR_LOGS_S,
-                         op_kwargs={"logs_dir": run.logs_dir, "date": RUN_DATE_TEMPLATE, "marker": args.marker,
+                         op_kwargs={"logs_dir": run.logs_dir, "reports_dir": run.reports_dir,
+                                    "date": RUN_DATE_TEMPLATE, "marker": args.marker,
                                     "min_age_hours": args.min_age_hours})
-    ready >> first
+    ready >> [task for task in pipeline_tasks if not task.upstream_list]
+    reported = PythonOperator(task_id="report", python_callable=write_report, dag=dag, trigger_rule="all_done",
+                              op_kwargs={"settings": dict(settings), "date": RUN_DATE_TEMPLATE})
+    [ready, *pipeline_tasks] >> reported
     return dag
 
 

@@ -25,7 +25,19 @@ def run_outputs(run: DailyRun, after_execution_id: int) -> dict[str, Any]:
     """Output artifacts and wall times of the executions of this run (ids above the mark: local runs
     are sequential, so they are exactly this run's)."""
     mlmd = store(run)
-    executions = [e for e in mlmd.get_executions() if e.id > after_execution_id]
+    return _outputs(mlmd, [e for e in mlmd.get_executions() if e.id > after_execution_id])
+
+
+def orchestrated_run_outputs(run: DailyRun, run_id: str) -> dict[str, Any]:
+    """The same for the run ``run_id`` of an orchestrator (Airflow): the executions in its MLMD run
+    context, ``<pipeline name>.<run id>``."""
+    mlmd = store(run)
+    context = mlmd.get_context_by_type_and_name("run", f"{run.pipeline_name}.{run_id}")
+    executions = mlmd.get_executions_by_context(context.id) if context is not None else []
+    return _outputs(mlmd, sorted(executions, key=lambda e: e.id))
+
+
+def _outputs(mlmd: metadata_store.MetadataStore, executions: list[Any]) -> dict[str, Any]:
     types = {t.id: t.name for t in mlmd.get_execution_types()}
     outputs: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}

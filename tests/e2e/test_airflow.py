@@ -1,6 +1,6 @@
 """The daily pipeline scheduled by Airflow: ``msrec compile airflow`` writes the DAG file, and
 ``airflow dags test`` runs the newest day of a small window with its own Airflow home (sqlite,
-SequentialExecutor), ingest to push, every component that needs the day getting the run's date."""
+SequentialExecutor), ingest to push and report, every component that needs the day getting the run's date."""
 from __future__ import annotations
 
 import json
@@ -67,3 +67,6 @@ def test_airflow_runs_the_newest_day_of_the_window_and_pushes(tmp_path: Path) ->
     record = json.loads((work / "serving" / "sarnet" / versions[0] / "assets.extra" / "training.json").read_text())
     assert record["mode"] == "full" and record["last_full_retrain"] == day
     assert (work / "reports" / day / "anomalies.txt").read_text() == ""  # the gates' report: nothing wrong
+    report = json.loads((work / "reports" / day / "report.json").read_text())
+    assert report["date"] == day and report["pushed_version"] == int(versions[0]) and "error" not in report
+    assert report["training"]["epochs_run"] == 2 and "Trainer" in report["timings_s"] and 0 < report["wall_s"] < 3600

@@ -8,9 +8,10 @@ from sklearn.metrics import roc_auc_score
 from support.models import SMALL, assert_probabilities, assert_reload_predicts_the_same, batch, predict, small_spec
 from msrec.models.registry import build_model
 
+# no embedding L2, so that model.losses holds L_rq alone
 HP = {
-    "hmdn_mmoe": {**SMALL, "expert_units": (32, 16)},
-    "hmdn_pepnet": {**SMALL, "hidden_units": (32, 16), "gate_units": 16},
+    "hmdn_mmoe": {**SMALL, "expert_units": (32, 16), "embeddings_l2": 0.0},
+    "hmdn_pepnet": {**SMALL, "hidden_units": (32, 16), "gate_units": 16, "embeddings_l2": 0.0},
 }
 NAMES = sorted(HP)
 

@@ -45,11 +45,12 @@ def test_unknown_model_names_the_known_ones(spec: FeatureSpec) -> None:
 
 
 @pytest.mark.parametrize("name", ["sarnet", "mmoe", "pepnet"])
-def test_embeddings_are_l2_regularised_by_default(spec: FeatureSpec, batch: dict[str, tf.Tensor], name: str) -> None:
-    model = build_model(name, spec)
+def test_embeddings_l2_penalises_every_table(spec: FeatureSpec, batch: dict[str, tf.Tensor], name: str) -> None:
+    assert default_hparams(name)["embeddings_l2"] == 0.0
+    model = build_model(name, spec, {"embeddings_l2": 1e-4})
     model(without_fc(batch), training=True)
     tables = [w for w in model.trainable_weights if "emb_" in w.name]
-    assert default_hparams(name)["embeddings_l2"] == 1e-4 and tables
+    assert tables
     penalty = sum(1e-4 * float(tf.reduce_sum(tf.square(w))) for w in tables if "time_gap" not in w.name)
     np.testing.assert_allclose(float(tf.add_n(model.losses)), penalty, rtol=1e-4)
 

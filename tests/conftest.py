@@ -23,3 +23,11 @@ def e2e_backfill(e2e_data, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("work"))
     reports = daily.backfill(str(e2e_data.logs_dir), e2e_data.dates[0], e2e_data.dates[-1], workdir, **E2E_RUN)
     return workdir, reports
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (scripts/test.sh runs one worker per core), the tests that share the backfill
+    go to one worker together (``--dist loadgroup``), so it is computed once."""
+    for item in items:
+        if {"e2e_backfill", "e2e_data"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("e2e_backfill"))

@@ -25,6 +25,7 @@ def e2e_backfill(e2e_data, tmp_path_factory):
     return workdir, reports
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (scripts/test.sh runs one worker per core), the tests that share the backfill
     go to one worker together (``--dist loadgroup``), so it is computed once."""

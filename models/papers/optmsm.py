@@ -268,6 +268,9 @@ class OptMSM(MultiScenarioModel):
         "use_constraint": True,
         "orthogonality_weight": 0.1,  # lambda, eq. 14
         "contrastive_scenarios": 32,  # past this many scenarios, L_orth samples this many per batch
+        # which scenario rows L_orth pairs: "batch" (those present in the training batch) or "all"
+        # (every row of the index space, unseen and OOV included: the literal eq. 9, for the ablation)
+        "orthogonal_scenarios": "batch",
         "use_hypernetwork": True,
         "hypernetwork_units": 64,
         "predictor_units": (32,),
@@ -278,6 +281,8 @@ class OptMSM(MultiScenarioModel):
         hp = self.hparams
         if hp["transfer"] not in TRANSFERS:
             raise ValueError(f"transfer must be one of {TRANSFERS}, got {hp['transfer']!r}")
+        if hp["orthogonal_scenarios"] not in ("batch", "all"):
+            raise ValueError(f"orthogonal_scenarios must be 'batch' or 'all', got {hp['orthogonal_scenarios']!r}")
         if hp["contrastive_scenarios"] is not None and int(hp["contrastive_scenarios"]) < 2:
             raise ValueError("contrastive_scenarios must be at least 2 (a pair), or None for every scenario, "
                              f"got {hp['contrastive_scenarios']!r}")
@@ -318,8 +323,11 @@ class OptMSM(MultiScenarioModel):
         (every pair of present scenarios is then equally likely, so the mean over the subset's pairs
         is an unbiased estimate of the mean over all present pairs).
         """
-        present, _ = tf.unique(scenario)
-        rows = tf.boolean_mask(present, present > 0)
+        if self.hparams["orthogonal_scenarios"] == "all":
+            rows = tf.range(1, self.spec.num_scenarios, dtype=scenario.dtype)
+        else:
+            present, _ = tf.unique(scenario)
+            rows = tf.boolean_mask(present, present > 0)
         k = self.hparams["contrastive_scenarios"]
         return rows if k is None else tf.random.shuffle(rows)[:int(k)]
 

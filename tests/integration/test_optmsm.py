@@ -187,6 +187,20 @@ def test_the_constraint_gives_no_gradient_to_a_scenario_without_training_example
     assert touched >= 3  # the SE gate's kernel and bias and the transfer's per-scenario parameters
 
 
+def test_the_all_scenarios_ablation_pairs_every_row_of_the_index_space(spec):
+    """orthogonal_scenarios="all" (eq. 9 read literally, the ablation) moves the unseen and OOV rows too."""
+    model = build_model("optmsm", spec, {**HP, "orthogonal_scenarios": "all"})
+    x, _ = batch(spec, 32)
+    x[spec.scenario_feature] = np.resize([1, 2, 4], 32)
+    with tf.GradientTape() as tape:
+        model(tensors(x), training=True)
+        (orth,) = model.losses
+    grads = [g for g in tape.gradient(orth, scenario_tables(model, spec)) if g is not None]
+    assert grads
+    for grad in map(lambda g: tf.convert_to_tensor(g).numpy(), grads):
+        assert all(np.abs(grad[m]).sum() > 0 for m in range(1, spec.num_scenarios)) and np.all(grad[0] == 0)
+
+
 def test_saved_model_reload_predicts_the_same(spec, tmp_path):
     model = build_model("optmsm", spec, HP)
     assert_reload_predicts_the_same(model, spec, batch(spec, 16)[0], tmp_path)

@@ -218,7 +218,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         b.add_argument("--days", type=int, default=None)
         b.add_argument("--impressions-per-day", type=int, default=None)
         b.add_argument("--seeds", type=int, default=None)
-        b.add_argument("--models", default=None, help="comma-separated model names")
+        b.add_argument("--models", default=None,
+                       help="comma-separated model names; bench models also takes ablation rows, "
+                            "name[key=value,...], e.g. sarnet,sarnet[attention=concat]")
         if name == "models":
             b.add_argument("--logs", default=None, help="your own logs instead of generated ones (no oracle then); "
                                                         "--days is the window, its newest days")
@@ -230,6 +232,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             b.add_argument("--top-k", type=int, default=3, help="slots shown per request in the exposure simulation")
             b.add_argument("--downsample-keep", type=float, default=0.2,
                            help="share of forced train impressions the downsample variant keeps")
+        if name in ("models", "fairness"):
             b.add_argument("--verbose", action="store_true",
                            help="show TensorFlow, Beam and TFX logging on the terminal (default: <out>/logs/msrec.log)")
         b.set_defaults(func=_lazy(f"msrec.bench.{name}:main"))

@@ -12,6 +12,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -46,29 +47,49 @@ PREPARED = "prepared.json"
 RUNS_JOURNAL = "bench_models_runs.jsonl"
 
 
+FC_MODEL = "sarnet"  # the pipeline whose blessed model gives the window's FC, and whose Transform it reads
+
+
 def prepare(out_dir: str, days: int, per_day: int, logs: str | None = None, **split: int) -> dict[str, Any]:
     """Generate the window (or take the user's ``logs``: its newest ``days`` days) and run the
     pipeline up to Transform once to get its transformed examples (``split``: eval_days, val_days).
+
+    The window's FC comes from a blessed model, as in the daily loop, not from the bootstrap: the day
+    before the window (generated as one more day; in the user's logs where there is one) runs the
+    whole pipeline first, and FairnessGen then scores the window with the model it pushed. Without
+    such a day, or when that model is not pushed, the FC is the bootstrap's 1 and ``fc_source`` says so.
     A window already prepared in ``out_dir`` with the same shape is reused, so that more seeds or
     models can be added to a run without paying for ingestion again."""
     marker = os.path.join(out_dir, PREPARED)
-    shape = {"days": days, "impressions_per_day": per_day, "logs": logs and os.path.abspath(logs), **split}
+    shape = {"days": days, "impressions_per_day": per_day, "logs": logs and os.path.abspath(logs),
+             "fc": "blessed", **split}
     workdir = os.path.join(out_dir, "work")
     data_dir = os.path.join(out_dir, "data")
     logs_dir = logs or os.path.join(data_dir, "logs")
-    if _read(marker) != shape:
+    prepared = _read(marker)
+    if not prepared or prepared.get("shape") != shape:
         if os.path.exists(os.path.join(out_dir, RUNS_JOURNAL)):
             os.remove(os.path.join(out_dir, RUNS_JOURNAL))  # results of another window
         shutil.rmtree(workdir, ignore_errors=True)
         if logs is None:
-            generate(data_dir, days=days, impressions_per_day=per_day, seed=0, progress=False)
+            generate(data_dir, days=days + 1, impressions_per_day=per_day, seed=0, progress=False)
         dates = sorted(d for d in os.listdir(logs_dir) if d[:1].isdigit())
-        rep = daily.run_day(logs_dir, dates[-1], workdir, model="mix", window=days, stop_after="transform", **split)
+        fc_source = "bootstrap (FC = 1): no day before the window"
+        if len(dates) > days:
+            fc_day = dates[-days - 1]
+            rep = daily.run_day(logs_dir, fc_day, workdir, model=FC_MODEL, window=1)
+            fc_source = (f"{FC_MODEL} trained on {fc_day} and pushed" if rep.get("pushed_version") else
+                         f"bootstrap (FC = 1): the {FC_MODEL} run on {fc_day} pushed nothing "
+                         f"({rep.get('error') or rep.get('blessing_reason')})")
+        rep = daily.run_day(logs_dir, dates[-1], workdir, model=FC_MODEL, window=days, stop_after="transform", **split)
         if rep.get("error"):
             raise RuntimeError(f"the pipeline run that prepares the window failed: {rep['error']}")
+        prepared = {"shape": shape, "fc_source": fc_source, "fc": rep.get("fc")}
         with open(marker, "w") as fh:
-            json.dump(shape, fh)
-    return transformed_window(logs_dir, os.path.join(data_dir, "truth"), workdir, "mix")
+            json.dump(prepared, fh)
+    window = transformed_window(logs_dir, os.path.join(data_dir, "truth"), workdir, FC_MODEL)
+    window["dates"] = window["dates"][-days:]
+    return {**window, "fc_source": prepared["fc_source"], "fc": prepared["fc"]}
 
 
 def transformed_window(logs: str, truth: str, workdir: str, model: str) -> dict[str, Any]:
@@ -107,17 +128,43 @@ def _journal(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+def parse_models(text: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``--models`` entries as (row label, model name, hparam overrides). An entry is a model name,
+    optionally with overrides in brackets for an ablation row beside the default one:
+    ``sarnet,sarnet[attention=concat],hmdn_mmoe[refiner=explicit,explicit_mode=independent]``.
+    A value is read as JSON where it parses (numbers, true/false) and as a string otherwise; a list-valued
+    hparam goes in ``--hparams``."""
+    entry_re = r"[\w.-]+(?:\[[^\[\]]*\])?"
+    if not re.fullmatch(rf"\s*{entry_re}(?:\s*,\s*{entry_re})*\s*", text):
+        raise ValueError(f"--models {text!r}: expected name or name[key=value,...] entries separated by commas")
+    parsed = []
+    for entry in re.findall(entry_re, text):
+        name, _, rest = entry.partition("[")
+        overrides: dict[str, Any] = {}
+        for pair in filter(None, (p.strip() for p in rest.rstrip("]").split(","))):
+            key, eq, value = pair.partition("=")
+            if not eq:
+                raise ValueError(f"--models entry {entry!r}: {pair!r} is not key=value")
+            try:
+                overrides[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                overrides[key.strip()] = value.strip()
+        parsed.append((entry, name.strip(), overrides))
+    return parsed
+
+
 def reusable_runs(journal: Sequence[Mapping[str, Any]],
-                  hparams: Mapping[str, Any] | None = None) -> dict[tuple[str, int], Mapping[str, Any]]:
-    """The journal's runs that this version would train the same way, with the same ``hparams``
-    overrides, by (model, seed).
+                  rows: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """The journal's runs of the table's ``rows`` (row label -> hparam overrides) that this version
+    would train the same way, with the same overrides, by (row label, seed).
 
     Runs without the click-rate prior (an msrec before it, whose journal has no ``prior``) or
     without early stopping on the val split (no ``best_epoch``) are not comparable with today's
     training: they are trained again rather than mixed into the table.
     """
     return {(r["model"], r["seed"]): r for r in journal
-            if r.get("prior") and "best_epoch" in r and r.get("hparams", {}) == dict(hparams or {})}
+            if r.get("prior") and "best_epoch" in r and r["model"] in rows
+            and r.get("hparams", {}) == dict(rows[r["model"]])}
 
 
 def _read(path: str) -> Any:
@@ -156,8 +203,8 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
 
 
 def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapping[str, Any] | None = None,
-                       **budget: Any) -> dict[str, Any]:
-    """Train ``name`` (see :func:`fit`); its eval-day record."""
+                       label: str | None = None, **budget: Any) -> dict[str, Any]:
+    """Train ``name`` (see :func:`fit`); its eval-day record, under ``label`` (default: the name)."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -185,7 +232,7 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     # mean prediction / click rate per scenario: how well the model gets the scenarios' base rates,
     # which the overall AUC rewards and the per-scenario AUCs do not see
     calibration = {names.get(int(i), "oov"): float(p[s == i].mean() / max(y[s == i].mean(), eps)) for i in np.unique(s)}
-    return {"model": name, "seed": seed, "hparams": dict(hparams or {}), "prior": bool(model.hparams["prior_ctr"]),
+    return {"model": label or name, "seed": seed, "hparams": dict(hparams or {}), "prior": bool(model.hparams["prior_ctr"]),
             "auc": auc(p, y),
             "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
@@ -209,7 +256,7 @@ def summarise(runs: list[dict[str, Any]], models: Sequence[str], oracle: dict[st
     by_model = {m: [r for r in runs if r["model"] == m] for m in models}
     mean = {m: float(np.mean([r["auc"] for r in rs])) for m, rs in by_model.items()}
     scen = {m: [scenario_auc(r["per_scenario"], counts) for r in rs] for m, rs in by_model.items()}
-    baselines = [m for m in models if m in BASELINES]
+    baselines = [m for m in models if m in BASELINES]  # plain baselines: an ablation row is no baseline
     best = max(baselines, key=lambda m: mean[m]) if baselines else None
     best_scen = max(baselines, key=lambda m: float(np.mean(scen[m]))) if baselines else None
     rows = {}
@@ -265,7 +312,7 @@ def plot(summary: dict[str, Any], path: str) -> None:
 
     models = list(summary["models"])
     fig, axes = plt.subplots(1, 2, figsize=(max(10, len(models) * 1.2), 3.5), sharey=True)
-    colours = ["tab:orange" if m in SEED_MODELS else "tab:blue" for m in models]
+    colours = ["tab:orange" if m.partition("[")[0] in SEED_MODELS else "tab:blue" for m in models]
     for ax, key, oracle, title in [(axes[0], "scenario_auc", summary["oracle"]["scenario_weighted"],
                                     "per-scenario AUC, weighted by samples"),
                                    (axes[1], "auc", summary["oracle"]["overall"], "overall AUC")]:
@@ -289,12 +336,14 @@ def main(args: argparse.Namespace) -> int:
     from msrec.models.registry import merge_hparams, model_names
     from msrec.pipeline.commands import parse_hparams
 
-    show_progress()
+    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
+        show_progress()
     hparams = parse_hparams(args.hparams)
-    models = args.models.split(",") if args.models else [m for m in SEED_MODELS + BASELINES if m in model_names()]
     try:  # before the window is prepared: an unknown model or hparam fails at once
-        for name in models:
-            merge_hparams(name, hparams)
+        rows = parse_models(args.models or ",".join(m for m in SEED_MODELS + BASELINES if m in model_names()))
+        row_hparams = {label: {**hparams, **overrides} for label, _, overrides in rows}
+        for label, name, _ in rows:
+            merge_hparams(name, row_hparams[label])
     except ValueError as e:
         print(f"msrec bench models: error: {e}", file=sys.stderr)
         return 2
@@ -312,25 +361,26 @@ def main(args: argparse.Namespace) -> int:
     seeds = args.seeds or 3
     journal = os.path.join(out, RUNS_JOURNAL)
     earlier = _journal(journal)
-    done = reusable_runs(earlier, hparams)
+    done = reusable_runs(earlier, row_hparams)
     if len(done) < len(earlier):
         print(f"{len(earlier) - len(done)} runs in {journal} were trained by an older recipe (no click-rate prior "
               "or no early stopping) or with other --hparams: not in this table", flush=True)
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):
-        for name in models:
-            if (name, seed) in done:  # trained by an earlier, interrupted or narrower, run on this window
-                runs.append(done[(name, seed)])
+        for label, name, _ in rows:
+            if (label, seed) in done:  # trained by an earlier, interrupted or narrower, run on this window
+                runs.append(done[(label, seed)])
                 continue
-            print(f"training {name} (seed {seed})", flush=True)
-            runs.append(train_and_evaluate(name, seed, prep, hparams))
+            print(f"training {label} (seed {seed})", flush=True)
+            runs.append(train_and_evaluate(name, seed, prep, row_hparams[label], label))
             with open(journal, "a") as fh:
                 fh.write(json.dumps(runs[-1]) + "\n")
-    summary = summarise(runs, models, oracle, counts)
+    summary = summarise(runs, [label for label, _, _ in rows], oracle, counts)
     with open(os.path.join(out, "bench_models.json"), "w") as fh:
-        json.dump({"machine": machine_info(), "runs": runs, "summary": summary}, fh, indent=1)
+        json.dump({"machine": machine_info(), "fc_source": prep["fc_source"], "fc": prep["fc"], "runs": runs,
+                   "summary": summary}, fh, indent=1)
     print(f"msrec bench models: window {prep['dates'][0]}..{prep['dates'][-1]} ({len(prep['dates'])} days, "
-          f"eval and val days: {split}), "
+          f"eval and val days: {split}), FC from {prep['fc_source']}, "
           f"{seeds} seeds, the pipeline's training (early stopping on val AUC), hparams {hparams or 'defaults'}\n{format_machine(machine_info())}")
     print(format_table(summary))
     plot(summary, os.path.join(out, "bench_models.png"))

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from msrec.bench.models import format_table, reusable_runs, scenario_auc, summarise
+from msrec.bench.models import format_table, parse_models, reusable_runs, scenario_auc, summarise
 
 
 def test_scenario_auc_is_the_sample_weighted_mean_of_known_scenarios():
@@ -40,6 +40,20 @@ def test_a_resumed_run_trains_again_what_an_older_recipe_trained():
                {"model": "mix", "seed": 1, "prior": False, "auc": 0.70, "best_epoch": 2},
                {"model": "mmoe", "seed": 1, "prior": True, "auc": 0.70},  # before early stopping
                {"model": "mmoe", "seed": 0, "prior": True, "auc": 0.71, "best_epoch": 3}]
-    assert reusable_runs(journal) == {("mmoe", 0): journal[3]}
+    rows = {"mix": {}, "mmoe": {}}
+    assert reusable_runs(journal, rows) == {("mmoe", 0): journal[3]}
+    assert reusable_runs(journal, {"mix": {}}) == {}  # not a row of this table
     tuned = [{**journal[3], "hparams": {"embedding_dim": 8}}]
-    assert reusable_runs(tuned) == {} and reusable_runs(tuned, {"embedding_dim": 8}) == {("mmoe", 0): tuned[0]}
+    assert reusable_runs(tuned, rows) == {}
+    assert reusable_runs(tuned, {"mmoe": {"embedding_dim": 8}}) == {("mmoe", 0): tuned[0]}
+
+
+def test_models_parse_into_rows_with_their_overrides():
+    rows = parse_models("sarnet, sarnet[attention=concat],hmdn_mmoe[refiner=explicit,depth=4,use_x=true],mix")
+    assert rows == [("sarnet", "sarnet", {}), ("sarnet[attention=concat]", "sarnet", {"attention": "concat"}),
+                    ("hmdn_mmoe[refiner=explicit,depth=4,use_x=true]", "hmdn_mmoe",
+                     {"refiner": "explicit", "depth": 4, "use_x": True}),
+                    ("mix", "mix", {})]
+    for bad in ("sarnet[attention]", "sarnet[attention=concat", "sarnet]"):
+        with pytest.raises(ValueError):
+            parse_models(bad)

@@ -34,6 +34,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--corrupt-fraction", type=float, default=0.0,
                    help="fraction of log lines to corrupt in assorted ways (for quarantine tests)")
+    p.add_argument("--forced-click-lift", type=float, default=0.0,
+                   help="logit added to the click probability of forced (promoted) impressions, unlogged")
     p.set_defaults(func=_lazy("msrec.data.generator:main"))
 
 

@@ -90,6 +90,7 @@ def world_card(world: World, model: ClickModel, dates: list[str], impressions_pe
                                      "items": int((~it.in_side_table).sum())},
         "loyal_user_fraction": {"configured": world_module.LOYAL_USER_FRACTION, "drawn": float(us.loyal.mean())},
         "promotion_dates": promotion_dates,
+        "forced_click_lift": model.forced_lift,
         "feedback_loop": feedback_loop,
         "corrupt_fraction": corrupt_fraction,
         "knobs": knobs(),

@@ -12,6 +12,7 @@
           + INTENT_PRICE_SLOPE * price intent * centred price
           + transfer[type, same] * (category == the journey's last clicked category)
           + transfer[type, complement] * (category complements the last clicked category)
+          + forced_lift * (the impression was forced by an intervention)
 
 Every scenario draws its own interest, quality, price and position slopes around shared means, so a
 scenario's mapping from features to clicks is its own, not its type's; the population tables scale
@@ -20,6 +21,11 @@ tier, age), so the populations differ in slope and not only in level. The last t
 depend on earlier clicks of the same journey, with a relation set by the scenario type (a cart page
 favours complements of what was just clicked, a detail page similar items); clicks are therefore
 drawn page view by page view (``draw_clicks``).
+
+``forced_lift`` (``msrec generate --forced-click-lift``, default 0) models how a promotion is shown:
+a banner, a pinned slot or a badge draws clicks beyond the item's relevance. No logged feature
+carries it, so a model trained on the logs credits the lift to the item (its id, category...) and
+over-rates it on organic traffic: intervention bias in the labels, not only in the exposure.
 
 The offsets are solved numerically (Newton) so that the mean p(click) of organic traffic in each
 scenario equals its configured CTR; interventions are left out of the calibration on purpose, so a
@@ -88,6 +94,7 @@ class ClickModel:
     hour: np.ndarray  # (24,)
     intent: np.ndarray  # (types,)
     transfer: np.ndarray  # (types, 2): same category, complement
+    forced_lift: float = 0.0  # logit added to forced impressions (the promotion's display treatment)
 
     def slopes(self, world: World, imps: Impressions) -> dict[str, np.ndarray]:
         """Per-impression slopes of interest, quality, price and log(position) (the latter negated)."""
@@ -117,6 +124,7 @@ class ClickModel:
         z += self.device_type[imps.device, t] + self.hour[imps.hour]
         z += THEME_BONUS * sc.theme_mask[s, cat]
         z += self.intent[t] * (cat == imps.intent)
+        z += self.forced_lift * imps.intervened
         return z
 
     def transfer_logits(self, stype: np.ndarray, category: np.ndarray, last_click: np.ndarray) -> np.ndarray:
@@ -184,9 +192,11 @@ def _multipliers(rng: np.random.Generator, spread: float, shape: tuple[int, ...]
     return np.exp(rng.normal(-spread ** 2 / 2, spread, shape))
 
 
-def build_click_model(world: World, sample_size: int = CALIBRATION_MAX_IMPRESSIONS) -> ClickModel:
+def build_click_model(world: World, sample_size: int = CALIBRATION_MAX_IMPRESSIONS,
+                      forced_lift: float = 0.0) -> ClickModel:
     """Draw the effect tables for the world's seed and calibrate the scenario offsets on a sample
-    of about ``sample_size`` organic impressions."""
+    of about ``sample_size`` organic impressions; ``forced_lift`` is the logit added to forced
+    impressions (organic calibration never sees it)."""
     rng = np.random.default_rng(np.random.SeedSequence([world.seed, 2]))
     n_types, n_scen = len(SCENARIO_TYPES), len(world.scenarios.ids)
     hours = np.arange(24)
@@ -206,6 +216,7 @@ def build_click_model(world: World, sample_size: int = CALIBRATION_MAX_IMPRESSIO
         hour=HOUR_AMPLITUDE * np.cos(2 * np.pi * (hours - PEAK_HOUR) / 24),
         intent=np.array([INTENT_BONUS[t] for t in SCENARIO_TYPES]),
         transfer=np.array([SESSION_TRANSFER[t] for t in SCENARIO_TYPES]),
+        forced_lift=float(forced_lift),
     )
     per_scenario = max(CALIBRATION_MIN_PER_SCENARIO, sample_size // n_scen)
     per_round = max(1, CALIBRATION_ROUND // n_scen)

@@ -48,7 +48,10 @@ Generative model (what the papers' models can exploit is real in the true click 
   there falls below both the scenario's average and their own CTR elsewhere (typically to
   0.3-0.7x of each). Every
   (date, item, scenario) is recorded in ``truth/interventions.jsonl`` and every forced impression
-  is flagged (``forced``) in the truth probabilities.
+  is flagged (``forced``) in the truth probabilities. ``--forced-click-lift L`` (default 0) adds L
+  to the true click logit of forced impressions, the pull of how a promotion is shown (banner,
+  pinned slot, badge), which no logged feature carries: the labels then hold the intervention bias
+  too, not only the exposure (the truth's p_click includes it).
 * ``--corrupt-fraction F`` replaces that share of lines with broken ones (``corrupt.py``), counted
   by reason in ``truth/corruptions.json``; their impressions are absent from the truth files.
 
@@ -113,7 +116,7 @@ def _rng(seed: int, *stream: int) -> np.random.Generator:
 
 
 def _check_args(days: int, impressions_per_day: int, scenarios: int, start: str, seed: int,
-                users: int, items: int, corrupt_fraction: float) -> dt.date:
+                users: int, items: int, corrupt_fraction: float, forced_click_lift: float) -> dt.date:
     checks = [
         (days >= 1, f"days must be at least 1, got {days}"),
         (impressions_per_day >= 1, f"impressions per day must be at least 1, got {impressions_per_day}"),
@@ -122,6 +125,7 @@ def _check_args(days: int, impressions_per_day: int, scenarios: int, start: str,
         (items >= len(CATEGORIES), f"items must be at least {len(CATEGORIES)} (one per category), got {items}"),
         (seed >= 0, f"seed must be non-negative, got {seed}"),
         (0.0 <= corrupt_fraction < 1.0, f"corrupt fraction must be in [0, 1), got {corrupt_fraction}"),
+        (bool(np.isfinite(forced_click_lift)), f"forced click lift must be a finite logit, got {forced_click_lift}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -258,7 +262,7 @@ def promotion_days(seed: int, days: int) -> list[bool]:
 def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day: int = 200_000,
              scenarios: int = 20, start: str = "2026-11-01", seed: int = 0, users: int | None = None,
              items: int | None = None, corrupt_fraction: float = 0.0, progress: bool = True,
-             scorer: Scorer | None = None) -> GeneratedData:
+             scorer: Scorer | None = None, forced_click_lift: float = 0.0) -> GeneratedData:
     """Write ``days`` days of logs and their truth under ``out_dir`` (see the module docstring).
 
     ``scorer``, when given, is the logging policy's model: called once per day (after the earlier
@@ -267,12 +271,13 @@ def generate(out_dir: str | os.PathLike[str], days: int = 3, impressions_per_day
     """
     users = default_users(impressions_per_day) if users is None else users
     items = default_items(impressions_per_day) if items is None else items
-    first = _check_args(days, impressions_per_day, scenarios, start, seed, users, items, corrupt_fraction)
+    first = _check_args(days, impressions_per_day, scenarios, start, seed, users, items, corrupt_fraction,
+                        forced_click_lift)
     out = Path(out_dir)
     logs, truth_root = _prepare(out)
 
     world = build_world(seed, scenarios, users, items)
-    model = clicks.build_click_model(world, clicks.calibration_size(impressions_per_day))
+    model = clicks.build_click_model(world, clicks.calibration_size(impressions_per_day), forced_click_lift)
     _write_side_tables(world, logs)
     save_feature_config(dataset_feature_config(), logs / FEATURE_CONFIG)
 
@@ -307,7 +312,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         data = generate(args.out, days=args.days, impressions_per_day=args.impressions_per_day,
                         scenarios=args.scenarios, start=args.start, seed=args.seed, users=args.users,
-                        items=args.items, corrupt_fraction=args.corrupt_fraction)
+                        items=args.items, corrupt_fraction=args.corrupt_fraction,
+                        forced_click_lift=args.forced_click_lift)
     except (ValueError, OSError) as e:
         print(f"msrec generate: error: {e}", file=sys.stderr)
         return 2

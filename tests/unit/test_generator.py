@@ -333,6 +333,8 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
         generate(tmp_path / "a", days=1, impressions_per_day=100, corrupt_fraction=1.5, progress=False)
     with pytest.raises(GenerateError, match="items must be at least 24"):
         generate(tmp_path / "a", days=1, impressions_per_day=100, items=5, progress=False)
+    with pytest.raises(GenerateError, match="forced click lift must be a finite logit"):
+        generate(tmp_path / "a", days=1, impressions_per_day=100, forced_click_lift=float("nan"), progress=False)
     taken = tmp_path / "taken"
     (taken / "logs").mkdir(parents=True)
     (taken / "logs" / "old.jsonl").write_text("{}\n")
@@ -346,10 +348,12 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
 def test_cli_and_bench(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = cli.main(["generate", "--out", str(out), "--days", "1", "--impressions-per-day", "1500",
-                   "--scenarios", "5", "--users", "300", "--items", "100", "--start", "2027-02-28", "--seed", "4"])
+                   "--scenarios", "5", "--users", "300", "--items", "100", "--start", "2027-02-28", "--seed", "4",
+                   "--forced-click-lift", "0.5"])
     assert rc == 0 and "1 day(s)" in capsys.readouterr().out
     world = truth.load_world(out)
     assert (world["num_scenarios"], world["num_users"], world["num_items"]) == (5, 300, 100)
+    assert world["forced_click_lift"] == 0.5
     assert len(truth.load_truth(out, "2027-02-28")) == 1500
     rows = bench_generator([1000], workdir=str(tmp_path))
     assert len(rows) == 1 and rows[0]["impressions"] == 1000

@@ -1,5 +1,6 @@
 """The effects the generated world carries beyond per-scenario offsets: per-scenario slopes, reversed
-price effects, population x scenario-type slopes, session intent and carry-over between pages."""
+price effects, population x scenario-type slopes, session intent, carry-over between pages and the
+click lift of forced impressions."""
 from __future__ import annotations
 
 import dataclasses
@@ -201,3 +202,50 @@ def test_cart_pages_favour_complements_of_the_last_click(world, day):
     assert len(CATEGORIES) == complement_matrix().shape[0] and not complement_matrix().diagonal().any()
     assert (complement_matrix() == complement_matrix().T).all()
     assert clicks.SESSION_TRANSFER["cart"][1] > clicks.SESSION_TRANSFER["search"][1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p / (1 - p))
+
+
+def _fitted_lift(click: np.ndarray, offset: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood b of click ~ Bernoulli(sigmoid(offset + b)) (Newton) and its standard error."""
+    b = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-(offset + b)))
+        step = (click - p).sum() / (p * (1 - p)).sum()
+        b += step
+        if abs(step) < 1e-10:
+            break
+    p = 1 / (1 + np.exp(-(offset + b)))
+    return b, float(1 / np.sqrt((p * (1 - p)).sum()))
+
+
+def test_forced_click_lift_raises_the_log_odds_of_forced_impressions_by_exactly_the_lift(world, model):
+    """A promotion day drawn twice with the same random numbers, without and with forced_lift L: where
+    the journey's earlier clicks came out the same (so the session terms are equal), the true logit of
+    a forced impression is higher by exactly L and an organic one's is unchanged; the clicks drawn on
+    forced impressions fit a log-odds shift of about L over their logits without it (and of about 0
+    without the lift)."""
+    lift = 0.7
+    imps = traffic.simulate_day(world, np.random.default_rng(21), PER_DAY)
+    imps, _ = traffic.intervene(world, np.random.default_rng(22), imps)
+    forced = imps.intervened
+    assert forced.sum() > 3000
+    p0, click0 = draw_clicks(model, world, imps, np.random.default_rng(23))
+    p1, click1 = draw_clicks(dataclasses.replace(model, forced_lift=lift), world, imps, np.random.default_rng(23))
+    # a page sees the clicks of its journey's earlier pages only: up to the first page where a click
+    # differs, both draws share the history
+    flipped = click0 != click1
+    first_flip = np.full(imps.session.max() + 1, np.iinfo(np.int64).max)
+    np.minimum.at(first_flip, imps.session[flipped], imps.page[flipped])
+    same_history = imps.page <= first_flip[imps.session]
+    assert same_history[forced].mean() > 0.8
+    gap = _logit(p1) - _logit(p0)
+    np.testing.assert_allclose(gap[same_history & forced], lift, atol=1e-9)
+    np.testing.assert_allclose(gap[same_history & ~forced], 0.0, atol=1e-9)
+
+    fitted, se = _fitted_lift(click1[forced], _logit(p1[forced]) - lift)
+    unlifted, se0 = _fitted_lift(click0[forced], _logit(p0[forced]))
+    assert se < 0.1 and abs(fitted - lift) < 4 * se, (fitted, se)
+    assert abs(unlifted) < 4 * se0, (unlifted, se0)

@@ -203,8 +203,9 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
 
 
 def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapping[str, Any] | None = None,
-                       label: str | None = None, **budget: Any) -> dict[str, Any]:
-    """Train ``name`` (see :func:`fit`); its eval-day record, under ``label`` (default: the name)."""
+                       row: str | None = None, **budget: Any) -> dict[str, Any]:
+    """Train ``name`` (see :func:`fit`); its eval-day record, under the table's ``row`` label (default:
+    the name)."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -232,7 +233,7 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     # mean prediction / click rate per scenario: how well the model gets the scenarios' base rates,
     # which the overall AUC rewards and the per-scenario AUCs do not see
     calibration = {names.get(int(i), "oov"): float(p[s == i].mean() / max(y[s == i].mean(), eps)) for i in np.unique(s)}
-    return {"model": label or name, "seed": seed, "hparams": dict(hparams or {}), "prior": bool(model.hparams["prior_ctr"]),
+    return {"model": row or name, "seed": seed, "hparams": dict(hparams or {}), "prior": bool(model.hparams["prior_ctr"]),
             "auc": auc(p, y),
             "per_scenario": per, "calibration": calibration,
             "logloss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),

@@ -234,6 +234,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             b.add_argument("--top-k", type=int, default=3, help="slots shown per request in the exposure simulation")
             b.add_argument("--downsample-keep", type=float, default=0.2,
                            help="share of forced train impressions the downsample variant keeps")
+            b.add_argument("--forced-click-lift", type=float, default=0.0,
+                           help="the window's logit lift of forced impressions' clicks (msrec generate's)")
         if name in ("models", "fairness"):
             b.add_argument("--verbose", action="store_true",
                            help="show TensorFlow, Beam and TFX logging on the terminal (default: <out>/logs/msrec.log)")

@@ -1,7 +1,10 @@
 """``msrec bench fairness``: SAR-Net's debiasing measured on a generated window with intervention bias.
 
 The window (``--days`` D, at least 4) is generated with the first world seed whose newest day is a
-promotion day, so that the eval day holds forced impressions (promotion days alternate). It runs
+promotion day, so that the eval day holds forced impressions (promotion days alternate), and with
+``--forced-click-lift`` L (default 0): the unlogged pull of how a promotion is shown adds L to the
+click logit of forced impressions, so that their labels, not only their exposure, carry the
+intervention (``msrec.data.clicks``); the same L gives the same window. It runs
 through the pipeline up to Transform once (ingestion, FairnessGen bootstrapping with FC = 1,
 Transform): the newest day is the eval split, the day before it val, the rest train.
 
@@ -79,18 +82,20 @@ def data_seed(days: int) -> int:
     return next(s for s in range(1000) if promotion_days(s, days)[-1])
 
 
-def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
+def prepare(out_dir: str, days: int, per_day: int, forced_click_lift: float = 0.0) -> dict[str, Any]:
     """Generate the window and run it through the pipeline up to Transform; the prepared window
-    (the one ``out_dir`` holds already when it has the same shape)."""
+    (the one ``out_dir`` holds already when it has the same shape and lift)."""
     marker = os.path.join(out_dir, PREPARED)
     earlier = _read(marker)
-    if earlier and earlier["shape"] == {"days": days, "impressions_per_day": per_day}:
+    shape = {"days": days, "impressions_per_day": per_day, "forced_click_lift": forced_click_lift}
+    if earlier and earlier["shape"] == shape:
         return {**earlier["prep"], "config": load_feature_config(os.path.join(earlier["prep"]["logs"],
                                                                               "feature_config.yaml"))}
     data_dir, workdir = os.path.join(out_dir, "data"), os.path.join(out_dir, "work")
     seed = data_seed(days)
     try:
-        data = generate(data_dir, days=days, impressions_per_day=per_day, seed=seed, progress=False)
+        data = generate(data_dir, days=days, impressions_per_day=per_day, seed=seed, progress=False,
+                        forced_click_lift=forced_click_lift)
     except GenerateError as e:
         raise FairnessBenchError(str(e)) from None
     logs, dates = str(data.logs_dir), data.dates
@@ -101,7 +106,7 @@ def prepare(out_dir: str, days: int, per_day: int) -> dict[str, Any]:
     prep.update(data_seed=seed, fc_model_date=dates[0], window=dates, train_dates=dates[1:-2],
                 val_date=dates[-2], eval_date=dates[-1],
                 raw_examples=_newest(os.path.join(workdir, "pipeline", MODEL, "FairnessGen", "weighted_examples")))
-    _dump(marker, {"shape": {"days": days, "impressions_per_day": per_day},
+    _dump(marker, {"shape": shape,
                    "prep": {k: v for k, v in prep.items() if k != "config"}})
     return prep
 
@@ -326,7 +331,7 @@ def train_variant(prep: Mapping[str, Any], train: Mapping[str, Any], frame: pd.D
 
 
 def run(out_dir: str, days: int = 4, per_day: int = 60_000, seeds: int = 3, top_k: int = 3,
-        downsample_keep: float = 0.2, **budget: Any) -> dict[str, Any]:
+        downsample_keep: float = 0.2, forced_click_lift: float = 0.0, **budget: Any) -> dict[str, Any]:
     """The whole bench (module docstring); the results written to ``out_dir/fairness.json``
     (``budget``: the training loop's batch_size, max_epochs, patience overrides, for every model)."""
     if days < MIN_DAYS:
@@ -335,7 +340,7 @@ def run(out_dir: str, days: int = 4, per_day: int = 60_000, seeds: int = 3, top_
     if seeds < 1 or top_k < 1 or not 0.0 <= downsample_keep < 1.0:
         raise FairnessBenchError(f"--seeds and --top-k must be at least 1 and --downsample-keep in [0, 1), got "
                                  f"{seeds}, {top_k}, {downsample_keep}")
-    prep = prepare(out_dir, days, per_day)
+    prep = prepare(out_dir, days, per_day, forced_click_lift)
     train = train_files(prep, downsample_keep, os.path.join(out_dir, "train"), **budget)
     frame = eval_frame(prep)
     evaluation = list(raw_batches(prep, "eval"))
@@ -360,7 +365,8 @@ def run(out_dir: str, days: int = 4, per_day: int = 60_000, seeds: int = 3, top_
         "eval": {"impressions": len(frame), "forced": int((~organic).sum()),
                  "requests": int(frame["request"].nunique()), "requests_over_k": int(shown["request"].nunique())},
         "settings": {"days": days, "impressions_per_day": per_day, "seeds": seeds, "top_k": top_k,
-                     "downsample_keep": downsample_keep, "data_seed": prep["data_seed"],
+                     "downsample_keep": downsample_keep, "forced_click_lift": forced_click_lift,
+                     "data_seed": prep["data_seed"],
                      "fc_model_date": prep["fc_model_date"], "train_dates": prep["train_dates"],
                      "val_date": prep["val_date"], "eval_date": prep["eval_date"], "budget": dict(budget),
                      "variants": {v: dict(h) for v, h in VARIANTS.items()}},
@@ -379,7 +385,8 @@ def _mean_std(values: Sequence[float]) -> str:
 
 def format_table(res: Mapping[str, Any]) -> str:
     s = res["settings"]
-    lines = [f"{'variant':<14}{'organic AUC':>18}{'all AUC':>18}{'top-' + str(s['top_k']) + ' intervened':>20}"
+    lines = [f"forced click lift {s['forced_click_lift']:g} (logit added to forced impressions' clicks, not logged)",
+             f"{'variant':<14}{'organic AUC':>18}{'all AUC':>18}{'top-' + str(s['top_k']) + ' intervened':>20}"
              f"{'train forced':>14}"]
     for v in VARIANTS:
         lines.append(f"{v:<14}{_mean_std(res['organic_auc'][v]):>18}{_mean_std(res['all_auc'][v]):>18}"
@@ -430,7 +437,7 @@ def main(args: argparse.Namespace) -> int:
         show_progress()
     try:
         res = run(out, days=args.days or 4, per_day=args.impressions_per_day or 60_000, seeds=args.seeds or 3,
-                  top_k=args.top_k, downsample_keep=args.downsample_keep)
+                  top_k=args.top_k, downsample_keep=args.downsample_keep, forced_click_lift=args.forced_click_lift)
     except FairnessBenchError as e:
         print(f"msrec bench fairness: error: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from msrec.schemas.feature_config import FAIRNESS_COEF, FeatureSpec
+from msrec.schemas.feature_config import FAIRNESS_COEF, TIME_GAP_FEATURE, FeatureSpec
 from msrec.models.layers import scenario_index
 
 
@@ -112,6 +112,8 @@ def feature_signature(spec: FeatureSpec, fairness: bool = False) -> dict[str, tf
            for n in spec.categorical}
     sig.update({n: tf.TensorSpec([None], tf.float32, name=n) for n in spec.numeric})
     sig.update({n: tf.TensorSpec([None, spec.sequence_length], tf.int64, name=n) for n in spec.sequence})
+    if spec.time_gap:
+        sig[TIME_GAP_FEATURE] = tf.TensorSpec([None, spec.sequence_length], tf.int64, name=TIME_GAP_FEATURE)
     if fairness:
         sig[FAIRNESS_COEF] = tf.TensorSpec([None], tf.float32, name=FAIRNESS_COEF)
     return sig

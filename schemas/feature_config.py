@@ -11,7 +11,10 @@ Naming contract shared by ingestion, Transform and the models:
 * after Transform a categorical feature is an int64 index where 0 means "missing / padding",
   1..V the vocabulary and V+1..V+oov the OOV buckets; a ``seq_<column>`` feature shares the
   vocabulary of ``<column>`` and is padded with 0 to ``length``;
-* a numeric feature is a float32 (z-scored, missing -> 0).
+* a numeric feature is a float32 (z-scored, missing -> 0);
+* with ``sequence.time_gap``, ``seq_time_gap`` holds each behaviour's time: the seconds between the
+  behaviour and the impression (float, as long as the other ``seq_`` lists) in the examples and the
+  serving requests, a bucket id (0 = padding / unknown) after Transform.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ REQUIRED_FIELDS: tuple[str, ...] = ("ts", "user_id", "item_id", "scenario_id", "
 LABEL = "click"
 FAIRNESS_COEF = "fairness_coef"
 SEQ_PREFIX = "seq_"
+TIME_GAP_FEATURE = SEQ_PREFIX + "time_gap"
 SOURCES = ("impression", "users", "items", "scenarios")
 GROUPS = ("user", "item", "context", "scenario")
 KINDS = ("categorical", "numeric", "multi")
@@ -52,6 +56,9 @@ class SequenceConfig:
     lookback_days: int = 30
     item_features: tuple[str, ...] = ("item_id",)  # item columns recorded per behaviour
     scenario_features: tuple[str, ...] = ("scenario_id",)  # scenario context per behaviour
+    # Record each behaviour's time gap to the impression (SAR-Net's behaviour time). Off by default:
+    # it adds a required serving input, which clients built on the signature without it do not send.
+    time_gap: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -89,11 +96,17 @@ class FeatureConfig:
         for required in ("user_id", "item_id", "scenario_id"):
             if required not in names:
                 raise FeatureConfigError(f"the feature config must declare {required!r}")
+        if TIME_GAP_FEATURE in names + list(self.passthrough):
+            raise FeatureConfigError(f"{TIME_GAP_FEATURE!r} is reserved for sequence.time_gap")
         for col in self.sequence.columns:
             if col not in names:
                 raise FeatureConfigError(f"sequence column {col!r} is not a declared feature")
             if self.by_name[col].kind != "categorical":
                 raise FeatureConfigError(f"sequence column {col!r} must be categorical (one value per behaviour)")
+        if not isinstance(self.sequence.time_gap, bool):
+            raise FeatureConfigError(f"sequence.time_gap must be true or false, got {self.sequence.time_gap!r}")
+        if self.sequence.time_gap and not self.sequence.columns:
+            raise FeatureConfigError("sequence.time_gap needs a behaviour sequence (item or scenario features)")
         for col in self.distribution_features + self.scenario_specific_features:
             if col not in names:
                 raise FeatureConfigError(f"{col!r} is named as a model feature but not declared")
@@ -122,14 +135,18 @@ class FeatureConfig:
         return {f.name: f.max_values for f in self.features if f.kind == "multi"}
 
     def to_dict(self) -> dict[str, Any]:
+        sequence: dict[str, Any] = {
+            "length": self.sequence.length,
+            "lookback_days": self.sequence.lookback_days,
+            "item_features": list(self.sequence.item_features),
+            "scenario_features": list(self.sequence.scenario_features),
+        }
+        if self.sequence.time_gap:
+            # only when on: a config without it keeps its dict, so its training fingerprint is unchanged
+            sequence["time_gap"] = True
         return {
             "features": [dataclasses.asdict(f) for f in self.features],
-            "sequence": {
-                "length": self.sequence.length,
-                "lookback_days": self.sequence.lookback_days,
-                "item_features": list(self.sequence.item_features),
-                "scenario_features": list(self.sequence.scenario_features),
-            },
+            "sequence": sequence,
             "distribution_features": list(self.distribution_features),
             "scenario_specific_features": list(self.scenario_specific_features),
             "passthrough": list(self.passthrough),
@@ -145,6 +162,7 @@ class FeatureConfig:
                 lookback_days=int(seq_raw.get("lookback_days", 30)),
                 item_features=tuple(seq_raw.get("item_features", ("item_id",))),
                 scenario_features=tuple(seq_raw.get("scenario_features", ("scenario_id",))),
+                time_gap=seq_raw.get("time_gap", False),
             )
         except (KeyError, TypeError) as e:
             raise FeatureConfigError(f"malformed feature config: {e}") from e
@@ -186,6 +204,7 @@ class FeatureSpec:
     distribution_features: Sequence[str] = ()
     scenario_specific_features: Sequence[str] = ()
     multi_valued: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    time_gap: bool = False  # the inputs hold ``seq_time_gap`` [B, sequence_length] bucket ids
 
     @property
     def num_scenarios(self) -> int:
@@ -224,6 +243,7 @@ class FeatureSpec:
             distribution_features=config.distribution_features,
             scenario_specific_features=config.scenario_specific_features,
             multi_valued=config.multi_valued,
+            time_gap=config.sequence.time_gap,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ validated without a hand-written schema:
 * categorical features are BYTES, numeric ones FLOAT, one value each; a multi-valued feature is
   BYTES with 0..``max_values`` values;
 * ``ts`` and ``click`` INT, ``date`` BYTES, passthrough fields optional BYTES;
-* every ``seq_<column>`` is present with 0..``sequence.length`` values;
+* every ``seq_<column>`` is present with 0..``sequence.length`` values, and so is ``seq_time_gap``
+  (FLOAT seconds, at least 0) when the config sets ``sequence.time_gap``;
 * ``fairness_coef`` (added by FairnessGen) is optional FLOAT, so Transform can read it.
 
 Environments: TRAINING holds everything; SERVING lacks the label, ``date``, the passthrough fields
@@ -24,7 +25,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.components.log_example_gen.records import TS_MAX_MS, TS_MIN_MS
-from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, TIME_GAP_FEATURE, FeatureConfig
 
 TRAINING = "TRAINING"
 SERVING = "SERVING"
@@ -64,6 +65,9 @@ def schema_from_config(config: FeatureConfig) -> schema_pb2.Schema:
                  0 if multi else 1, f.max_values if multi else 1)
     for name in config.sequence.feature_names:
         _feature(schema, name, schema_pb2.BYTES, True, 0, config.sequence.length)
+    if config.sequence.time_gap:
+        gap = _feature(schema, TIME_GAP_FEATURE, schema_pb2.FLOAT, True, 0, config.sequence.length)
+        gap.float_domain.min = 0.0
     fc = _feature(schema, FAIRNESS_COEF, schema_pb2.FLOAT, False, 1, 1, training_only=True)
     fc.float_domain.min = 0.0
     return schema

@@ -6,15 +6,19 @@ bounded deque of past clicks. Clicks come from every scenario, so the sequence i
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, NamedTuple, Sequence
 
 from msrec.components.log_example_gen.records import Impression
 
-Behaviour = tuple[str, ...]  # one past click: the value of each sequence column, "" when unknown
+
+class Behaviour(NamedTuple):
+    """One past click."""
+    ts: int  # epoch ms of the click (its time gap to a later impression is SAR-Net's behaviour time)
+    values: tuple[str, ...]  # the value of each sequence column, "" when unknown
 
 
 def behaviour(record: Impression, columns: Sequence[str]) -> Behaviour:
-    return tuple(record.features.get(c, "") for c in columns)
+    return Behaviour(record.ts, tuple(record.features.get(c, "") for c in columns))
 
 
 def chronological(records: Iterable[Impression]) -> list[Impression]:

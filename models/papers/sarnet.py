@@ -46,17 +46,17 @@ scenarios. Ablation switches (paper §5.3): ``attention`` = "sarnet" | "mean" | 
 
 The scenario context of a behaviour p^s_k holds the behaviour time as well (§4.3: "scenario id,
 scenario type, behavior time"), as the bucketised gap between the behaviour and the impression: the
-optional input ``seq_time_gap`` (see ``SARNet._scenario_context``).
+optional input ``seq_time_gap`` (see ``SARNet._scenario_context``), which the pipeline feeds when the
+feature config sets ``sequence.time_gap`` (Transform buckets the seconds with :func:`time_gap_bucket`).
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
-import numpy as np
 import tensorflow as tf
 
-from msrec.schemas.feature_config import FeatureSpec
+from msrec.schemas.feature_config import TIME_GAP_FEATURE, FeatureSpec
 from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import (ExpertGroup, FeatureEmbedding, FeedForwardAttention, ScenarioGate,
                                  ScenarioParameter, fairness_coef, masked_mean, scenario_index,
@@ -77,19 +77,21 @@ _FC_RANGE = (1e-3, 1e3)
 # 6 h, 1 day, 3 days, 7 days, 30 days, and the last bucket for 30 days and more. Log-like spacing:
 # a click seconds ago and one an hour ago say different things about intent, a click 20 or 25 days
 # ago much the same.
-TIME_GAP_FEATURE = "seq_time_gap"
 TIME_GAP_BOUNDARIES_S = (60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
 TIME_GAP_BUCKETS = len(TIME_GAP_BOUNDARIES_S) + 2  # with padding and the open last bucket
 _NOW_BUCKET = 1
 
 
-def time_gap_bucket(gap_seconds: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """The ``seq_time_gap`` bucket of each behaviour: ``gap_seconds`` = impression ts - behaviour ts
-    (>= 0), ``valid`` False on padding -> int64 buckets, 0 on padding."""
-    gap = np.asarray(gap_seconds)
-    if np.any(gap[valid] < 0):
-        raise ValueError("a behaviour time gap is negative: a behaviour after its impression")
-    return np.where(valid, 1 + np.searchsorted(TIME_GAP_BOUNDARIES_S, gap, side="right"), 0).astype(np.int64)
+def time_gap_bucket(gap_seconds: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """The ``seq_time_gap`` bucket of each behaviour (Transform's rule, so also the serving one):
+    ``gap_seconds`` = impression ts - behaviour ts, ``valid`` False on padding -> int64 buckets, 0 on
+    padding. A negative or non-finite gap (a client's clock behind the log's) is unknown, 0, as well."""
+    gap = tf.cast(gap_seconds, tf.float32)
+    boundaries = tf.constant(TIME_GAP_BOUNDARIES_S, tf.float32)
+    bucket = 1 + tf.reshape(tf.searchsorted(boundaries, tf.reshape(gap, [-1]), side="right", out_type=tf.int64),
+                            tf.shape(gap))
+    known = tf.logical_and(valid, tf.logical_and(tf.math.is_finite(gap), gap >= 0))
+    return tf.where(known, bucket, tf.zeros_like(bucket))
 
 
 class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
@@ -245,10 +247,10 @@ class SARNet(MultiScenarioModel):
         """(p^s_t [B, D_s], p^s_k [B, L, D_s]): [e_scenarioId || e_scenarioType || .. || e_behaviorTime].
 
         The behaviour time is the ``seq_time_gap`` bucket of each behaviour (:func:`time_gap_bucket`),
-        an optional input: the ingestion does not write behaviour timestamps yet. Bucket 0 (padding,
-        unknown) embeds to zeros and an absent feature counts as all unknown, so the model runs with or
-        without it; the impression's own time, in p^s_t, is the gap-0 bucket. A model trained with the
-        gaps must be served with them (without, it sees every behaviour's time as unknown).
+        an optional input, fed by the pipeline when the feature config sets ``sequence.time_gap``.
+        Bucket 0 (padding, unknown) embeds to zeros and an absent feature counts as all unknown, so the
+        model runs with or without it; the impression's own time, in p^s_t, is the gap-0 bucket. A model
+        trained with the gaps must be served with them (without, it sees every behaviour's time as unknown).
         """
         e = self.embedding
         target, behaviours = e.target_scenario(embedded), e.behaviour_scenarios(embedded)

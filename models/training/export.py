@@ -3,8 +3,9 @@
 Signatures:
 * ``serving_default``: one input per raw feature (categorical -> string [None], multi-valued
   categorical -> string [None, None] padded with '', numeric -> float32
-  [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with ''), output ``ctr``
-  float32 [None]. No label, no ``fairness_coef``: SAR-Net's bias nets are training-only.
+  [None], behaviour sequences ``seq_<col>`` -> string [None, None] padded with '', and with
+  ``sequence.time_gap`` ``seq_time_gap`` -> float32 [None, None] seconds padded with 0; see
+  msrec.signatures.raw_input_specs), output ``ctr`` float32 [None]. No label, no ``fairness_coef``: SAR-Net's bias nets are training-only.
 * ``serving_tfexample``: serialized raw tf.Examples -> ``ctr``, for TFMA, Classify and FairnessGen.
 
 Warm-up requests for TF Serving are written to ``assets.extra/tf_serving_warmup_requests``.

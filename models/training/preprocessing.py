@@ -12,6 +12,8 @@ here is a serving rule too:
 * multi-valued categorical: the first ``max_values`` values as [B, max_values] indices padded with
   0, one vocabulary over all the values.
 * numeric: z-score; a missing value becomes the mean (0 after scaling).
+* ``seq_time_gap`` (with ``sequence.time_gap``): seconds -> SAR-Net's behaviour-time bucket ids
+  (``time_gap_bucket``), 0 where no behaviour is recorded.
 * ``fairness_coef`` (training only) passes through, 1.0 when absent.
 * ``date`` (training only, the example's day folder) passes through: the Trainer picks the days it
   trains on by it (models/training/incremental.py).
@@ -25,7 +27,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from msrec.components.log_example_gen.examples import DATE_FEATURE
-from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, FeatureConfig
+from msrec.models.papers.sarnet import time_gap_bucket
+from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, TIME_GAP_FEATURE, FeatureConfig
 
 SCENARIO_VOCAB_KEY = "scenario_vocabulary"
 FEATURE_CONFIG_KEY = "feature_config"
@@ -44,16 +47,16 @@ def dense_scalar(x: tf.Tensor | tf.SparseTensor, default: Any) -> tf.Tensor:
     return tf.reshape(x, [-1])
 
 
-def dense_sequence(x: tf.Tensor | tf.SparseTensor, length: int) -> tf.Tensor:
-    """A [B, length] string tensor, truncated or padded with ''."""
+def dense_sequence(x: tf.Tensor | tf.SparseTensor, length: int, default: Any = "") -> tf.Tensor:
+    """A [B, length] tensor, truncated or padded with ``default``."""
     if isinstance(x, tf.SparseTensor):
-        x = tf.sparse.to_dense(x, default_value="")
+        x = tf.sparse.to_dense(x, default_value=default)
     elif isinstance(x, tf.RaggedTensor):
-        x = x.to_tensor(default_value="")
+        x = x.to_tensor(default_value=default)
     x = tf.reshape(x, [tf.shape(x)[0], -1])[:, :length]
     pad = length - tf.shape(x)[1]
     # The reshape gives the static [None, length] shape a FixedLen transformed feature needs.
-    return tf.reshape(tf.pad(x, [[0, 0], [0, pad]], constant_values=""), [-1, length])
+    return tf.reshape(tf.pad(x, [[0, 0], [0, pad]], constant_values=default), [-1, length])
 
 
 def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:
@@ -95,13 +98,20 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         vocabs[f.name] = tft.vocabulary(
             tf.boolean_mask(x, tf.not_equal(x, "")), top_k=f.top_k, vocab_filename=vocabulary_name(f.name))
         outputs[f.name] = _index(x, vocabs[f.name], f.oov_buckets)
+    behaviours = []  # per sequence column: True where a behaviour is recorded
     for col in config.sequence.columns:
         name = SEQ_PREFIX + col
         seq = dense_sequence(inputs[name], seq_len)
+        behaviours.append(tf.not_equal(seq, ""))
         if col == "scenario_id":
             outputs[name] = _scenario_index(seq, scenario_vocab)
         else:
             outputs[name] = _index(seq, vocabs[col], config.by_name[col].oov_buckets)
+    if config.sequence.time_gap:
+        # padding is told by the behaviour columns, not by the gap: a serving request pads the gaps
+        # with 0, which is also a real gap of a click in the same second
+        gaps = dense_sequence(tf.cast(inputs[TIME_GAP_FEATURE], tf.float32), seq_len, 0.0)
+        outputs[TIME_GAP_FEATURE] = time_gap_bucket(gaps, tf.reduce_any(tf.stack(behaviours), axis=0))
     if LABEL in inputs:
         outputs[LABEL] = tf.cast(dense_scalar(inputs[LABEL], 0), tf.int64)
     if FAIRNESS_COEF in inputs:

@@ -112,6 +112,8 @@ def make_inputs(signature: Any, n: int, seq_len: int, seed: int) -> dict[str, np
                 out[name] = np.tile(row, (n, 1))
             else:
                 out[name] = np.array([f"{name}_{i}".encode() for i in rng.integers(0, 1000, n)], dtype=object)
+        elif spec.shape.rank == 2:  # seq_time_gap: seconds since each behaviour, up to 30 days
+            out[name] = np.tile(np.sort(rng.uniform(0, 30 * 86400, seq_len)), (n, 1)).astype(spec.dtype.as_numpy_dtype)
         else:
             out[name] = rng.uniform(0, 10, n).astype(spec.dtype.as_numpy_dtype)
     return out

@@ -4,7 +4,7 @@ Each candidate row carries every raw feature of the feature config, built the wa
 a training example: the user's, item's and scenario's side-table columns, and the user's behaviour
 sequence = their last ``sequence.length`` clicks strictly before ``now`` across every day folder
 of the lookback, most recent first, each click's item and scenario columns looked up in the side
-tables. Context features (the impression's own columns besides the ids) follow rules, see
+tables (and, with ``sequence.time_gap``, the seconds from each click to ``now``). Context features (the impression's own columns besides the ids) follow rules, see
 ``DEFAULT_CONTEXT``. Unknown users, items or scenarios are fine: their columns are "" (out of
 vocabulary for the model) and a note says so.
 """
@@ -17,7 +17,8 @@ import os
 import time
 from typing import Any, Iterator, Mapping, Sequence
 
-from msrec.schemas.feature_config import SIDE_TABLE_KEYS, Feature, FeatureConfig, load_feature_config
+from msrec.schemas.feature_config import (SIDE_TABLE_KEYS, TIME_GAP_FEATURE, Feature, FeatureConfig,
+                                          load_feature_config)
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.reading import LineReader
 from msrec.components.log_example_gen.records import (BadValue, Impression, ImpressionParser, SideRowParser,
@@ -218,8 +219,12 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     # padding, which repeats a real value, not "")
     joined = [r._replace(features=join_side_rows(r.features, tables)[0]) for r in clicked]
     behaviours = history_before(joined, config.sequence.columns, config.sequence.length, now_ms)
-    pad = [""] * (config.sequence.length - len(behaviours))
-    sequences = {name: [b[i] for b in behaviours] + pad for i, name in enumerate(config.sequence.feature_names)}
+    pad = config.sequence.length - len(behaviours)
+    sequences = {name: [b.values[i] for b in behaviours] + [""] * pad
+                 for i, name in enumerate(config.sequence.feature_names)}
+    if config.sequence.time_gap:
+        # seconds since each behaviour, padded with 0 (Transform tells padding by the "" of the columns)
+        sequences[TIME_GAP_FEATURE] = [(now_ms - b.ts) / 1000.0 for b in behaviours] + [0.0] * pad
     rows = []
     for slot, item in enumerate(item_ids, start=1):
         ids = {"user_id": user_id, "item_id": item, "scenario_id": scenario_id}

@@ -243,12 +243,22 @@ def coerce_inputs(columns: Mapping[str, Sequence[Any]],
     for name, spec in specs.items():
         values = list(columns.get(name, [None] * n))
         rank = 1 if spec.shape is None else len(spec.shape)
-        if spec.dtype == _STRING and rank == 2:
+        if rank == 2:
+            # lists padded with "" (strings) or 0 (numbers: seq_time_gap's seconds)
             lists = [[] if v is None else (v if isinstance(v, (list, tuple)) else [v]) for v in values]
             width = max(1, max(len(v) for v in lists))  # at least one (padding) column
-            array = np.full((n, width), b"", dtype=object)
-            for i, row in enumerate(lists):
-                array[i, :len(row)] = [_category(name, v) for v in row]
+            if spec.dtype == _STRING:
+                array = np.full((n, width), b"", dtype=object)
+                for i, row in enumerate(lists):
+                    array[i, :len(row)] = [_category(name, v) for v in row]
+            else:
+                array = np.zeros((n, width), dtype=numpy_dtype(spec.dtype))
+                for i, row in enumerate(lists):
+                    try:
+                        array[i, :len(row)] = [0 if v is None else v for v in row]
+                    except (TypeError, ValueError) as e:
+                        raise ValueError(f"feature {name!r} needs lists of numbers "
+                                         f"({dtype_name(spec.dtype)}): {e}") from None
         elif spec.dtype == _STRING and rank == 1:
             array = np.array([_category(name, v) for v in values], dtype=object)
         elif rank == 1:

@@ -34,7 +34,8 @@ class ToyCtrModel(tf.Module):
         rng = np.random.default_rng(seed)
         self._specs = dict(specs)
         self._buckets = buckets
-        self.numeric = sorted(n for n, s in specs.items() if s.dtype == tf.float32)
+        # float lists (seq_time_gap) are taken and not read: the toy answers the signature, nothing more
+        self.numeric = sorted(n for n, s in specs.items() if s.dtype == tf.float32 and s.shape.rank == 1)
         self.scalar = sorted(n for n, s in specs.items() if s.dtype == tf.string and s.shape.rank == 1)
         self.lists = sorted(n for n, s in specs.items() if s.dtype == tf.string and s.shape.rank == 2)
         self.embedding = tf.Variable(rng.normal(0, 0.3, (buckets, dim)).astype(np.float32))
@@ -84,7 +85,7 @@ def random_features(specs: Mapping[str, tf.TensorSpec], n: int, seq_len: int = 5
     out: dict[str, np.ndarray] = {}
     for name, spec in sorted(specs.items()):
         if spec.dtype == tf.float32:
-            out[name] = rng.uniform(0, 10, n).astype(np.float32)
+            out[name] = rng.uniform(0, 10, n if spec.shape.rank == 1 else (n, seq_len)).astype(np.float32)
             continue
         shape = (n,) if spec.shape.rank == 1 else (n, seq_len)
         values = np.array([f"{name}_{i}".encode() for i in rng.integers(0, 50, int(np.prod(shape)))],

@@ -2,32 +2,23 @@
 Transform + the exported serving signature as ``msrec query`` calls it."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
-import functools
 import random
 from typing import Any
 
-import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_transform as tft
-import tensorflow_transform.beam as tft_beam
 import yaml
-from apache_beam.options.pipeline_options import PipelineOptions
-from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 
 from msrec.models.base import example_inputs
 from msrec.models.registry import build_model, model_names
 from msrec.models.synthetic import planted_ctr_batch
-from msrec.models.training.export import export
-from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, preprocessing_fn
-from msrec.models.training.trainer import feature_spec
 from msrec.schemas import default_feature_config
 from msrec.schemas.feature_config import FeatureConfig, FeatureSpec
-from msrec.schemas.schema_gen import schema_from_config
 from msrec.serving.client import as_columns, coerce_inputs
 from msrec.serving.servable import Servable, read_signature_defs
 from msrec.serving.tensors import InputSpec
+from support.transform import transform_and_export
 
 TAGS = "tags"
 MAX_TAGS = 4
@@ -109,26 +100,12 @@ def _raw_instances(config: FeatureConfig, n: int) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureConfig, str]:
-    root = tmp_path_factory.mktemp("multi_export")
     config = config_with_tags()
-    custom = {FEATURE_CONFIG_KEY: config.to_dict(), SCENARIO_VOCAB_KEY: SCENARIOS}
-    metadata = dataset_metadata.DatasetMetadata(schema_from_config(config))
-    with beam.Pipeline(options=PipelineOptions([])) as p, tft_beam.Context(temp_dir=str(root / "tmp")):
-        raw = p | beam.Create(_raw_instances(config, 60))
-        _, transform_fn = ((raw, metadata) | tft_beam.AnalyzeAndTransformDataset(
-            functools.partial(preprocessing_fn, custom_config=custom)))
-        _ = transform_fn | tft_beam.WriteTransformFn(str(root / "transform"))
-    # the raw schema beside the transform graph, as TFX's Transform writes it (export reads its feature spec)
-    metadata_io.write_metadata(metadata, str(root / "transform" / tft.TFTransformOutput.RAW_METADATA_DIR))
-    tft_output = tft.TFTransformOutput(str(root / "transform"))
+    tft_output, spec, export_dir = transform_and_export(str(tmp_path_factory.mktemp("multi_export")), config,
+                                                        _raw_instances(config, 60), SCENARIOS, "sarnet", SMALL)
     assert tft_output.transformed_feature_spec()[TAGS] == tf.io.FixedLenFeature([MAX_TAGS], tf.int64)
-    spec = feature_spec(config, tft_output, SCENARIOS)
     assert spec.cardinality[TAGS] == 1 + len(TAG_VOCAB) + 1
-    tf.keras.utils.set_random_seed(0)
-    model = build_model("sarnet", spec, SMALL)
-    model(example_inputs(spec), training=False)
-    export(model, tft_output, config, str(root / "export"), "m")
-    return config, str(root / "export")
+    return config, export_dir
 
 
 def test_the_serving_signature_takes_a_list_per_candidate(exported: tuple[FeatureConfig, str]) -> None:

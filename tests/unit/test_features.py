@@ -25,8 +25,21 @@ def test_the_shipped_config_is_valid(raw):
                                      "kind": "numeric"}), "reserved for the Fairness Coefficient"),
     (lambda r: r["passthrough"].append("fairness_coef"), "reserved for the Fairness Coefficient"),
     (lambda r: r["sequence"]["item_features"].append("colour"), "not a declared feature"),
+    (lambda r: r["sequence"].update(time_gap="yes"), "time_gap must be true or false"),
+    (lambda r: r["features"].append({"name": "seq_time_gap", "source": "impression", "group": "context",
+                                     "kind": "numeric"}), "reserved for sequence.time_gap"),
 ])
 def test_bad_configs_fail_with_the_reason(raw, change, message):
     change(raw)
     with pytest.raises(FeatureConfigError, match=message):
         FeatureConfig.from_dict(raw)
+
+
+def test_time_gap_is_off_unless_set_and_leaves_an_existing_config_as_it_was(raw):
+    """An existing config (no time_gap) keeps its dict, hence its training fingerprint: no full retrain."""
+    config = FeatureConfig.from_dict(raw)
+    assert not config.sequence.time_gap and "time_gap" not in config.to_dict()["sequence"]
+    assert config.to_dict() == FeatureConfig.from_dict(config.to_dict()).to_dict()
+    raw["sequence"]["time_gap"] = True
+    on = FeatureConfig.from_dict(raw)
+    assert on.sequence.time_gap and FeatureConfig.from_dict(on.to_dict()) == on

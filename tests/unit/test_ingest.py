@@ -26,7 +26,7 @@ from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.components.log_example_gen.examples import ExampleEncoder
 from msrec.components.log_example_gen.layout import IngestError, plan_ingest
 from msrec.components.log_example_gen.records import Impression, ImpressionParser
-from msrec.components.log_example_gen.sequences import build_sequences
+from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
 from msrec.components.log_example_gen.splits import day_splits, time_cuts
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -142,8 +142,10 @@ def _rec(ts: int, click: int, item: str, in_window: bool = True, line_no: int = 
 def test_build_sequences_is_strictly_before_bounded_and_newest_first() -> None:
     records = [_rec(10, 1, "a", in_window=False), _rec(20, 1, "b"), _rec(30, 0, "c"), _rec(30, 1, "d", line_no=1),
                _rec(40, 1, "e"), _rec(50, 0, "f")]
-    out = {r.features["item_id"]: [b[0] for b in beh] for r, beh in build_sequences(records[::-1], ["item_id"], 2)}
-    assert out == {"b": ["a"], "c": ["b", "a"], "d": ["b", "a"], "e": ["d", "b"], "f": ["e", "d"]}
+    out = {r.features["item_id"]: [(b.values[0], b.ts) for b in beh]
+           for r, beh in build_sequences(records[::-1], ["item_id"], 2)}
+    assert out == {"b": [("a", 10)], "c": [("b", 20), ("a", 10)], "d": [("b", 20), ("a", 10)],
+                   "e": [("d", 30), ("b", 20)], "f": [("e", 40), ("d", 30)]}
 
 
 def test_time_cuts_are_the_last_two_fifths_and_keep_ties_in_the_earlier_split() -> None:
@@ -165,7 +167,8 @@ def test_day_splits_take_eval_then_val_days_from_the_newest_and_need_a_train_day
         day_splits(days, 0, 1)
 
 
-def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out() -> None:
+@pytest.mark.parametrize("time_gap", [False, True])
+def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out(time_gap: bool) -> None:
     config = FeatureConfig(
         features=(Feature("user_id", "impression", "user", "categorical"),
                   Feature("item_id", "impression", "item", "categorical"),
@@ -173,15 +176,16 @@ def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out()
                   Feature("position", "impression", "context", "numeric"),
                   Feature("tags", "items", "item", "multi"),
                   Feature("gender", "users", "user", "categorical")),
-        sequence=SequenceConfig(length=3, item_features=("item_id",), scenario_features=("scenario_id",)),
+        sequence=SequenceConfig(length=3, item_features=("item_id",), scenario_features=("scenario_id",),
+                                time_gap=time_gap),
         passthrough=("impression_id",))
     base = {"user_id": "u1", "item_id": "i1", "scenario_id": "s1", "position": 2.5}
     records = [
-        (Impression(100, "u1", 1, {**base, "tags": ["a", "b"], "gender": "f"}, {"impression_id": "x"},
-                    "2026-11-02", True, "f", 1), (("i9", "s2"), ("i8", "s1"))),
+        (Impression(100_000, "u1", 1, {**base, "tags": ["a", "b"], "gender": "f"}, {"impression_id": "x"},
+                    "2026-11-02", True, "f", 1), (Behaviour(10_000, ("i9", "s2")), Behaviour(500, ("i8", "s1")))),
         (Impression(200, "u1", 0, dict(base), {}, "2026-11-03", True, "f", 2), ()),
         (Impression(300, "u1", 0, {**base, "gender": "m"}, {"impression_id": "z"}, "2026-11-03", True, "f", 3),
-         (("i7", "s3"),)),
+         (Behaviour(250, ("i7", "s3")),)),
     ]
 
     def expected(rec: Impression, behaviours: tuple) -> tf.train.Example:
@@ -200,7 +204,10 @@ def test_encoder_writes_each_feature_with_its_type_and_leaves_missing_ones_out()
         f["date"].bytes_list.value.append(rec.day.encode())
         for k, name in enumerate(("seq_item_id", "seq_scenario_id")):
             f[name].bytes_list.SetInParent()
-            f[name].bytes_list.value.extend(b[k].encode() for b in behaviours)
+            f[name].bytes_list.value.extend(b.values[k].encode() for b in behaviours)
+        if time_gap:  # seconds from each behaviour to the impression
+            f["seq_time_gap"].float_list.SetInParent()
+            f["seq_time_gap"].float_list.value.extend((rec.ts - b.ts) / 1000 for b in behaviours)
         return ex
 
     encoded = ExampleEncoder(config).encode(records)

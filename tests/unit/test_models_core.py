@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import roc_auc_score
 
-from msrec.schemas.feature_config import FAIRNESS_COEF, FeatureSpec
+from msrec.schemas.feature_config import FAIRNESS_COEF, TIME_GAP_FEATURE, FeatureSpec
 from msrec.models import layers
+from msrec.models.papers.sarnet import time_gap_bucket
 from msrec.models.base import example_inputs
 from msrec.models.registry import (UnknownModelError, build_model, default_hparams, merge_hparams,
                                    model_names)
@@ -174,6 +175,13 @@ def test_model_contract(name: str, spec: FeatureSpec, batch: dict[str, tf.Tensor
         assert np.all(np.isfinite(out)) and np.all((out > 0) & (out < 1))
     columns = {k: (v[:, tf.newaxis] if v.shape.rank == 1 else v) for k, v in without_fc(batch).items()}
     np.testing.assert_allclose(model(columns, training=False), serve_out, rtol=1e-6)  # [B, 1] inputs too
+    # sequence.time_gap on: the inputs carry seq_time_gap buckets; SAR-Net reads them, the rest ignore them
+    gaps = tf.random.stateless_uniform(batch["seq_item_id"].shape, [4, 2], 0, 40 * 86400.0)
+    timed = {**without_fc(batch), TIME_GAP_FEATURE: time_gap_bucket(gaps, batch["seq_item_id"] != 0)}
+    timed_out = model(timed, training=False).numpy()
+    assert np.all(np.isfinite(timed_out)) and np.all((timed_out > 0) & (timed_out < 1))
+    if name != "sarnet":
+        np.testing.assert_allclose(timed_out, serve_out, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", model_names())

@@ -3,6 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 import msrec  # noqa: F401
+from msrec.models.papers.sarnet import TIME_GAP_BUCKETS, time_gap_bucket
 from msrec.models.training.preprocessing import _scenario_index, dense_scalar, dense_sequence
 
 
@@ -31,3 +32,17 @@ def test_missing_scalar_values_get_the_default():
     sparse = tf.SparseTensor(indices=[[0, 0], [2, 0]], values=["x", "z"], dense_shape=[3, 1])
     np.testing.assert_array_equal(dense_scalar(sparse, "").numpy(), [b"x", b"", b"z"])
     np.testing.assert_array_equal(dense_scalar(tf.constant([[1.5], [2.0]]), 0.0).numpy(), [1.5, 2.0])
+
+
+def test_time_gaps_fall_in_the_documented_buckets():
+    """SAR-Net's behaviour time: under a minute, 10 min, 1 h, 6 h, 1 day, 3 days, 7 days, 30 days, more
+    (buckets 1..9); padding, a negative gap (a client clock behind the log's) and NaN are unknown, 0."""
+    minute, hour, day = 60.0, 3600.0, 86400.0
+    edges = [(0.0, 1), (59.9, 1), (minute, 2), (10 * minute - 1, 2), (10 * minute, 3), (hour - 1, 3), (hour, 4),
+             (6 * hour - 1, 4), (6 * hour, 5), (day - 1, 5), (day, 6), (3 * day - 1, 6), (3 * day, 7),
+             (7 * day - 1, 7), (7 * day, 8), (30 * day - 1, 8), (30 * day, 9), (400 * day, 9)]
+    gaps = [g for g, _ in edges] + [5.0, -1.0, float("nan")]
+    valid = [True] * len(edges) + [False, True, True]
+    got = time_gap_bucket(tf.constant([gaps]), tf.constant([valid])).numpy()
+    np.testing.assert_array_equal(got, [[b for _, b in edges] + [0, 0, 0]])
+    assert TIME_GAP_BUCKETS == 10 and got.dtype == np.int64

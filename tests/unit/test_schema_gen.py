@@ -1,6 +1,7 @@
 """The TFDV schema generated from a feature config validates what ingestion writes."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
+import dataclasses
 import os
 from typing import Any
 
@@ -10,7 +11,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.data.generator import generate
-from msrec.schemas import default_schema
+from msrec.schemas import default_feature_config, default_schema
 from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, load_feature_config
 from msrec.schemas.schema_gen import read_schema, schema_from_config, write_schema
 
@@ -94,3 +95,12 @@ def test_multi_valued_and_sequence_value_counts() -> None:
     assert (f["seq_item_id"].value_count.min, f["seq_item_id"].value_count.max) == (0, 7)
     assert f["price"].type == schema_pb2.FLOAT and list(f["impression_id"].not_in_environment) == ["SERVING"]
     assert "seq_scenario_id" not in f and list(f["click"].not_in_environment) == ["SERVING"]
+
+
+def test_time_gap_is_a_float_sequence_served_and_trained_on_only_when_on() -> None:
+    config = load_feature_config(default_feature_config())
+    assert "seq_time_gap" not in {x.name for x in schema_from_config(config).feature}
+    on = dataclasses.replace(config, sequence=dataclasses.replace(config.sequence, time_gap=True))
+    gap = {x.name: x for x in schema_from_config(on).feature}["seq_time_gap"]
+    assert (gap.type, gap.value_count.min, gap.value_count.max) == (schema_pb2.FLOAT, 0, config.sequence.length)
+    assert gap.presence.min_fraction == 1 and gap.float_domain.min == 0 and not gap.not_in_environment

@@ -109,8 +109,9 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
             outputs[name] = _index(seq, vocabs[col], config.by_name[col].oov_buckets)
     if config.sequence.time_gap:
         # padding is told by the behaviour columns, not by the gap: a serving request pads the gaps
-        # with 0, which is also a real gap of a click in the same second
-        gaps = dense_sequence(tf.cast(inputs[TIME_GAP_FEATURE], tf.float32), seq_len, 0.0)
+        # with 0, which is also a real gap of a click in the same second. A gap not given at all (an
+        # example written without time_gap) is NaN, unknown.
+        gaps = dense_sequence(tf.cast(inputs[TIME_GAP_FEATURE], tf.float32), seq_len, float("nan"))
         outputs[TIME_GAP_FEATURE] = time_gap_bucket(gaps, tf.reduce_any(tf.stack(behaviours), axis=0))
     if LABEL in inputs:
         outputs[LABEL] = tf.cast(dense_scalar(inputs[LABEL], 0), tf.int64)

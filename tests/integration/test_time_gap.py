@@ -147,6 +147,11 @@ def test_transform_buckets_the_gaps_by_the_documented_boundaries(pipeline: Pipel
     np.testing.assert_array_equal(buckets[target], [2, 6] + [0] * (SEQ_LEN - 2))
     lengths = np.array([len(r["seq_item_id"]) for r in pipeline.rows])
     assert np.all((buckets > 0).sum(axis=1) == lengths)
+    # an example written without the gaps (before time_gap was set): every behaviour's time unknown
+    without = tf.train.Example.FromString(pipeline.examples[target])
+    del without.features.feature[TIME_GAP_FEATURE]
+    raw = tf.io.parse_example([without.SerializeToString()], pipeline.tft_output.raw_feature_spec())
+    assert not pipeline.tft_output.transform_raw_features(raw)[TIME_GAP_FEATURE].numpy().any()
 
 
 def test_the_served_model_takes_the_gaps_and_they_move_the_score(pipeline: Pipeline) -> None:

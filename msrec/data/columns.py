@@ -40,8 +40,9 @@ def dataset_feature_config() -> FeatureConfig:
             _f("scenario_type", "scenarios", "scenario", top_k=64),
             _f("theme", "scenarios", "scenario", top_k=256),
         ),
+        # time_gap off: it would add a required serving input that existing clients do not send
         sequence=SequenceConfig(length=50, lookback_days=30, item_features=("item_id", "category", "brand"),
-                                scenario_features=("scenario_id", "scenario_type")),
+                                scenario_features=("scenario_id", "scenario_type"), time_gap=False),
         distribution_features=("scenario_id", "gender", "city", "is_new_user"),
         scenario_specific_features=("scenario_id", "scenario_type", "theme", "position"),
         # carried into the examples for analysis, never a model input

@@ -4,9 +4,10 @@ Each candidate row carries every raw feature of the feature config, built the wa
 a training example: the user's, item's and scenario's side-table columns, and the user's behaviour
 sequence = their last ``sequence.length`` clicks strictly before ``now`` across every day folder
 of the lookback, most recent first, each click's item and scenario columns looked up in the side
-tables (and, with ``sequence.time_gap``, the seconds from each click to ``now``). Context features (the impression's own columns besides the ids) follow rules, see
-``DEFAULT_CONTEXT``. Unknown users, items or scenarios are fine: their columns are "" (out of
-vocabulary for the model) and a note says so.
+tables (and, with ``sequence.time_gap``, the seconds from each click to ``now``). Context features
+(the impression's own columns besides the ids) follow rules, see ``DEFAULT_CONTEXT``. Unknown
+users, items or scenarios are fine: their columns are "" (out of vocabulary for the model) and a
+note says so.
 """
 from __future__ import annotations
 

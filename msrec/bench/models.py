@@ -278,29 +278,37 @@ def summarise(runs: list[dict[str, Any]], models: Sequence[str], oracle: dict[st
 
 
 def format_table(summary: dict[str, Any]) -> str:
+    """One line per model (or ablation row): the summary metrics, then the per-scenario AUCs, each
+    with the oracle's line first."""
     models = list(summary["models"])
+    rows = summary["models"]
     oracle = summary["oracle"]
-    scenarios = sorted({s for r in summary["models"].values() for s in r["per_scenario"]})
-    width = max(10, max(len(m) for m in models) + 2)
-    lines = [f"{'scenario':<12}{'oracle':>8}" + "".join(f"{m:>{width}}" for m in models)]
-    for s in scenarios:
-        lines.append(f"{s:<12}{oracle['per_scenario'].get(s, float('nan')):>8.4f}" + "".join(
-            f"{summary['models'][m]['per_scenario'].get(s, float('nan')):>{width}.4f}" for m in models))
-    rows = [("scen. AUC", "scenario_auc_mean", ".4f"), ("± std (seeds)", "scenario_auc_std", ".4f"),
-            ("RelaImpr %", "relaimpr_scenario_auc_pct", ".2f"),
-            ("overall AUC", "auc_mean", ".4f"), ("± std (seeds)", "auc_std", ".4f"),
-            ("RelaImpr %", "relaimpr_vs_best_baseline_pct", ".2f"), ("logloss", "logloss_mean", ".4f"),
-            ("params", "params", ".0f"),
-            ("train ex/s", "train_examples_per_s", ".0f"), ("infer ms/2000", "infer_ms_per_2000", ".1f")]
+    width = max(12, max(len(m) for m in models) + 1)
+
+    def num(value: Any, fmt: str, size: int) -> str:
+        return format(float("nan") if value is None else value, fmt).rjust(size)
+
+    columns = [("scen. AUC", "scenario_auc_mean", ".4f"), ("± std", "scenario_auc_std", ".4f"),
+               ("RelaImpr %", "relaimpr_scenario_auc_pct", "+.2f"), ("overall AUC", "auc_mean", ".4f"),
+               ("± std", "auc_std", ".4f"), ("RelaImpr %", "relaimpr_vs_best_baseline_pct", "+.2f"),
+               ("logloss", "logloss_mean", ".4f"), ("params", "params", ",.0f"),
+               ("train ex/s", "train_examples_per_s", ",.0f"), ("infer ms/2000", "infer_ms_per_2000", ".1f")]
+    sizes = [max(10, len(title) + 1) for title, _, _ in columns]
+    lines = [f"{'model':<{width}}" + "".join(f"{t:>{n}}" for (t, _, _), n in zip(columns, sizes))]
     oracle_row = {"auc_mean": oracle["overall"], "scenario_auc_mean": oracle["scenario_weighted"]}
-    for label, key, fmt in rows:
-        first = f"{oracle_row[key]:>8.4f}" if key in oracle_row else f"{'':>8}"
-        lines.append(f"{label:<12}{first}" + "".join(
-            f"{(summary['models'][m][key] if summary['models'][m][key] is not None else float('nan')):>{width}{fmt}}"
-            for m in models))
+    lines.append(f"{'oracle':<{width}}" + "".join(
+        num(oracle_row[k], f, n) if k in oracle_row else " " * n for (_, k, f), n in zip(columns, sizes)))
+    for m in models:
+        lines.append(f"{m:<{width}}" + "".join(num(rows[m][k], f, n) for (_, k, f), n in zip(columns, sizes)))
+    scenarios = sorted({s for r in rows.values() for s in r["per_scenario"]})
+    lines += ["", "AUC per scenario (eval day, mean over seeds)",
+              f"{'model':<{width}}" + "".join(f"{s:>7}" for s in scenarios)]
+    lines.append(f"{'oracle':<{width}}" + "".join(num(oracle["per_scenario"].get(s), ".4f", 7) for s in scenarios))
+    for m in models:
+        lines.append(f"{m:<{width}}" + "".join(num(rows[m]["per_scenario"].get(s), ".4f", 7) for s in scenarios))
     lines.append("scen. AUC: per-scenario AUC weighted by eval samples (what ranking within a scenario sees); "
                  "overall AUC pools all scenarios")
-    lines.append(f"RelaImpr is against the best baseline by the AUC above it: {summary['best_baseline_scenario_auc']} "
+    lines.append(f"RelaImpr is against the best baseline by the AUC before it: {summary['best_baseline_scenario_auc']} "
                  f"(scen. AUC), {summary['best_baseline']} (overall AUC)")
     return "\n".join(lines)
 

@@ -40,6 +40,11 @@ run every seen scenario is paired with the others it co-occurs with in batches. 
 draws that many of them uniformly and the loss is the mean over their pairs, an unbiased estimate of
 the mean over all present pairs, at a cost that stops growing with the number of scenarios (a
 deviation for platforms with hundreds of scenarios; the paper's datasets have a handful).
+``orthogonal_scenarios="all"`` pairs every row of the index space instead (eq. 9 read literally, the
+ablation). On a generated window (`msrec bench models --days 3 --impressions-per-day 40000`, FC from a
+blessed SAR-Net, 3 seeds) the eval AUC is the same within noise, 0.6173 +- 0.0052 ("batch") vs
+0.6189 +- 0.0036 ("all"): the rows without data serve no eval example, so the difference is where a new
+scenario starts from, not today's AUC.
 
 Deviation from eq. 9: the paper sums the signed cosines <r^i, r^j>, whose minimum is reached by
 anti-parallel representations (the sum goes to -M), not orthogonal ones, although the text asks them to

@@ -182,7 +182,9 @@ class SFPNet(MultiScenarioModel):
     DEFAULT_HPARAMS: Mapping[str, Any] = {
         # §5, implementation details: Adam at 0.001 with a decay rate of 0.9, batch size 512. The
         # trainer reads all three (models/training: the learning rate times lr_decay after every
-        # epoch; the batch size unless the run sets one).
+        # epoch; the batch size unless the run sets one). Measured against the other models' 3e-3 without
+        # decay on a generated window (bench models, 3 days x 40k, 3 seeds): eval AUC 0.6499 +- 0.0022
+        # vs 0.6374 +- 0.0019.
         "learning_rate": 1e-3,
         "lr_decay": 0.9,
         "batch_size": 512,

@@ -118,8 +118,8 @@ class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
     comparison on a generated window (`msrec bench models --days 3 --impressions-per-day 40000`, FC
     from a blessed SAR-Net, 3 seeds, overall eval AUC): sarnet 0.6343 +- 0.0059, concat 0.6354 +-
     0.0057, hierarchical 0.6343 +- 0.0058; with ``sequence.time_gap`` on the same days 0.6337, 0.6362
-    and 0.6334. The paper's ordering (product best) does not show: all within seed noise; the world's
-    session intent links a past click to the candidate by scenario type, which each mode can express.
+    and 0.6334. The paper's ordering (product best) does not show: all within seed noise, on one
+    40k-impression training day (best epoch 2-3); a larger window may separate them.
     ``renormalize=False`` is eq. 7 literally (the sum then lies below 1 with two or more behaviours).
     """
 

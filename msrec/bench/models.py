@@ -343,3 +343,60 @@ def plot(summary: dict[str, Any], path: str) -> None:
         axes[0].legend()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    from msrec.models.registry import merge_hparams, model_names
+    from msrec.pipeline.commands import parse_hparams
+
+    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
+        show_progress()
+    hparams = parse_hparams(args.hparams)
+    try:  # before the window is prepared: an unknown model or hparam fails at once
+        rows = parse_models(args.models or ",".join(m for m in SEED_MODELS + BASELINES if m in model_names()))
+        row_hparams = {label: {**hparams, **overrides} for label, _, overrides in rows}
+        for label, name, _ in rows:
+            merge_hparams(name, row_hparams[label])
+    except ValueError as e:
+        print(f"msrec bench models: error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
+    split = {"eval_days": args.eval_days or 1, "val_days": args.val_days or 1}
+    prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000, args.logs, **split)
+    counts = eval_counts(prep)
+    if os.path.isdir(prep["truth"]):
+        truth = load_truth(prep["truth"], prep["dates"][-1])
+        per_scenario = oracle_auc(truth, by_scenario=True)
+        oracle = {"overall": oracle_auc(truth), "per_scenario": per_scenario,
+                  "scenario_weighted": scenario_auc(per_scenario, counts)}
+    else:  # the user's own logs: no true click probabilities
+        oracle = {"overall": math.nan, "per_scenario": {}, "scenario_weighted": math.nan}
+    seeds = args.seeds or 3
+    journal = os.path.join(out, RUNS_JOURNAL)
+    earlier = _journal(journal)
+    done = reusable_runs(earlier, row_hparams)
+    stale = [r for r in earlier if r["model"] in row_hparams and (r["model"], r["seed"]) not in done]
+    if stale:
+        print(f"{len(stale)} runs of these rows in {journal} were trained by an older recipe (no click-rate prior "
+              "or no early stopping) or with other --hparams: trained again", flush=True)
+    runs: list[dict[str, Any]] = []
+    for seed in range(seeds):
+        for label, name, _ in rows:
+            if (label, seed) in done:  # trained by an earlier, interrupted or narrower, run on this window
+                runs.append(done[(label, seed)])
+                continue
+            print(f"training {label} (seed {seed})", flush=True)
+            runs.append(train_and_evaluate(name, seed, prep, row_hparams[label], label))
+            with open(journal, "a") as fh:
+                fh.write(json.dumps(runs[-1]) + "\n")
+    summary = summarise(runs, [label for label, _, _ in rows], oracle, counts)
+    with open(os.path.join(out, "bench_models.json"), "w") as fh:
+        json.dump({"machine": machine_info(), "fc_source": prep["fc_source"], "fc": prep["fc"], "runs": runs,
+                   "summary": summary}, fh, indent=1)
+    print(f"msrec bench models: window {prep['dates'][0]}..{prep['dates'][-1]} ({len(prep['dates'])} days, "
+          f"eval and val days: {split}), FC from {prep['fc_source']}, "
+          f"{seeds} seeds, the pipeline's training (early stopping on val AUC), hparams {hparams or 'defaults'}\n{format_machine(machine_info())}")
+    print(format_table(summary))
+    plot(summary, os.path.join(out, "bench_models.png"))
+    print(f"results: {out}/bench_models.json, plot {out}/bench_models.png")
+    return 0

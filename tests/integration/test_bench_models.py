@@ -59,3 +59,11 @@ def test_models_parse_into_rows_with_their_overrides():
     for bad in ("sarnet[attention]", "sarnet[attention=concat", "sarnet]"):
         with pytest.raises(ValueError):
             parse_models(bad)
+
+
+def test_an_unknown_hparam_of_an_ablation_row_fails_before_the_window_is_prepared(capsys):
+    from msrec.cli import main
+
+    assert main(["bench", "models", "--models", "mix,sarnet[no_such_hparam=1]"]) == 2
+    err = capsys.readouterr().err
+    assert "msrec bench models: error:" in err and "no_such_hparam" in err

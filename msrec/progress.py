@@ -40,8 +40,11 @@ class ComponentProgress(logging.Handler):
             self._started[name] = time.monotonic()
             return
         seconds = time.monotonic() - self._started.pop(name, time.monotonic())
-        self.stream.write(f"  {name:<28}{seconds:>8.1f} s\n")
-        self.stream.flush()
+        try:  # as logging.StreamHandler: a closed terminal must not fail the component that logged
+            self.stream.write(f"  {name:<28}{seconds:>8.1f} s\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def show_progress(log_path: str | None = None, verbose: bool = False) -> str | None:
@@ -80,8 +83,11 @@ def show_progress(log_path: str | None = None, verbose: bool = False) -> str | N
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=_FORMAT)
         for name in ("absl", "msrec"):
             logging.getLogger(name).setLevel(logging.INFO)
-    logging.getLogger("absl").addHandler(ComponentProgress(progress_stream))
-    logging.getLogger("absl").setLevel(logging.INFO)
+    absl_logger = logging.getLogger("absl")
+    for handler in [h for h in absl_logger.handlers if isinstance(h, ComponentProgress)]:
+        absl_logger.removeHandler(handler)  # set up again: one line per component, to the new stream
+    absl_logger.addHandler(ComponentProgress(progress_stream))
+    absl_logger.setLevel(logging.INFO)
     return os.path.abspath(log_path) if _library is not None else None
 
 

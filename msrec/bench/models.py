@@ -349,8 +349,6 @@ def main(args: argparse.Namespace) -> int:
     from msrec.models.registry import merge_hparams, model_names
     from msrec.pipeline.commands import parse_hparams
 
-    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
-        show_progress()
     hparams = parse_hparams(args.hparams)
     try:  # before the window is prepared: an unknown model or hparam fails at once
         rows = parse_models(args.models or ",".join(m for m in SEED_MODELS + BASELINES if m in model_names()))
@@ -360,6 +358,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"msrec bench models: error: {e}", file=sys.stderr)
         return 2
+    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
+        show_progress()
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-models-")
     split = {"eval_days": args.eval_days or 1, "val_days": args.val_days or 1}
     prep = prepare(out, args.days or 3, args.impressions_per_day or 400_000, args.logs, **split)

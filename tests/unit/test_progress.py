@@ -1,0 +1,28 @@
+"""The terminal progress lines: one per finished component, and a closed terminal never fails the run
+(an exception from a logging handler would surface in the component that logged)."""
+import io
+import logging
+
+from msrec.progress import ComponentProgress
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("absl", logging.INFO, __file__, 1, message, None, None)
+
+
+def test_one_line_per_finished_component_with_its_name() -> None:
+    stream = io.StringIO()
+    handler = ComponentProgress(stream)
+    for message in ("Component Trainer is running.", "unrelated", "Component Trainer is finished."):
+        handler.handle(_record(message))
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].split()[0] == "Trainer" and lines[0].endswith(" s")
+
+
+def test_a_closed_stream_does_not_raise_into_the_logging_component(monkeypatch) -> None:
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays silent, as in production
+    stream = io.StringIO()
+    handler = ComponentProgress(stream)
+    stream.close()
+    handler.handle(_record("Component Trainer is running."))
+    handler.handle(_record("Component Trainer is finished."))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import tempfile
@@ -13,7 +14,7 @@ import msrec  # noqa: F401
 from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
 from msrec.pipeline import daily
-from msrec.progress import show_progress
+from msrec.progress import ComponentClock, show_progress
 
 DEFAULT_SIZES = (200_000, 1_000_000)
 DEFAULT_MODELS = ("sarnet", "mmoe")
@@ -31,8 +32,16 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
         data = generate(data_dir, days=1, impressions_per_day=n, seed=0, progress=False)
         workdir = os.path.join(out_dir, f"work-{n}")
         first, *others = models
-        rep = daily.run_day(str(data.logs_dir), data.dates[0], workdir, model=first, window=1)
+        clock = ComponentClock()
+        absl_logger = logging.getLogger("absl")
+        absl_logger.addHandler(clock)
+        try:
+            rep = daily.run_day(str(data.logs_dir), data.dates[0], workdir, model=first, window=1)
+        finally:
+            absl_logger.removeHandler(clock)
+        cpu = {name: round(times[1], 2) for name, times in clock.times.items()}
         rows.append({"impressions": n, "model": first, "wall_s": rep["wall_s"], "timings_s": rep["timings_s"],
+                     "cpu_s": cpu,
                      "training": rep.get("training", {}), "auc": rep.get("metrics", {}).get("overall", {}).get("auc"),
                      "error": rep.get("error")})
         if rep.get("error"):
@@ -40,18 +49,23 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
         window = transformed_window(os.path.join(data_dir, "logs"), os.path.join(data_dir, "truth"), workdir, first)
         for model in others:
             r = train_and_evaluate(model, 0, window)
-            rows.append({"impressions": n, "model": model, "wall_s": math.nan, "timings_s": {},
+            rows.append({"impressions": n, "model": model, "wall_s": math.nan, "timings_s": {}, "cpu_s": {},
                          "training": {"examples_per_s": r["train_examples_per_s"]}, "auc": r["auc"], "error": None})
     return rows
+
+
+def _wall_cpu(wall: float, cpu: float) -> str:
+    return "" if math.isnan(wall) else f"{wall:.1f} / {cpu:.1f}"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     components = list(dict.fromkeys(c for r in rows for c in r["timings_s"]))
     heads = [f"{r['impressions'] // 1000}k {r['model']}" for r in rows]
     width = max([14] + [len(h) + 2 for h in heads])
-    lines = [f"{'component (s)':<22}" + "".join(f"{h:>{width}}" for h in heads)]
+    lines = [f"{'wall / CPU s':<22}" + "".join(f"{h:>{width}}" for h in heads)]
     for c in components:
-        lines.append(f"{c:<22}" + "".join(f"{r['timings_s'].get(c, float('nan')):>{width}.1f}" for r in rows))
+        lines.append(f"{c:<22}" + "".join(
+            f"{_wall_cpu(r['timings_s'].get(c, math.nan), r['cpu_s'].get(c, math.nan)):>{width}}" for r in rows))
     lines.append(f"{'whole run':<22}" + "".join(f"{r['wall_s']:>{width}.1f}" for r in rows))
     lines.append(f"{'train examples/s':<22}" + "".join(
         f"{r['training'].get('examples_per_s', float('nan')):>{width}.0f}" for r in rows))
@@ -63,7 +77,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    show_progress()
+    if not args.out:  # the CLI sent library output to DIR/logs/msrec.log when --out was given
+        show_progress()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(DEFAULT_SIZES)
     models = args.models.split(",") if args.models else list(DEFAULT_MODELS)
     out = args.out or tempfile.mkdtemp(prefix="msrec-bench-pipeline-")

@@ -1,9 +1,9 @@
-"""The terminal progress lines: one per finished component, and a closed terminal never fails the run
+"""The terminal progress lines: one per finished component with its wall and CPU time, and a closed terminal never fails the run
 (an exception from a logging handler would surface in the component that logged)."""
 import io
 import logging
 
-from msrec.progress import ComponentProgress
+from msrec.progress import ComponentClock, ComponentProgress
 
 
 def _record(message: str) -> logging.LogRecord:
@@ -16,7 +16,16 @@ def test_one_line_per_finished_component_with_its_name() -> None:
     for message in ("Component Trainer is running.", "unrelated", "Component Trainer is finished."):
         handler.handle(_record(message))
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 1 and lines[0].split()[0] == "Trainer" and lines[0].endswith(" s")
+    assert len(lines) == 1 and lines[0].split()[0] == "Trainer" and "CPU" in lines[0]
+
+
+def test_the_clock_counts_the_cpu_the_component_burns() -> None:
+    clock = ComponentClock()
+    clock.handle(_record("Component Transform is running."))
+    total = sum(i * i for i in range(2_000_000))  # CPU work between the two lines
+    clock.handle(_record("Component Transform is finished."))
+    wall, cpu = clock.times["Transform"]
+    assert total > 0 and wall > 0 and cpu > 0.01
 
 
 def test_a_closed_stream_does_not_raise_into_the_logging_component(monkeypatch) -> None:

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
+import random
+import sys
+
+import numpy as np
 import pytest
 
 from msrec.data.generator import generate
 from msrec.pipeline import daily
 from support.e2e import E2E_PER_DAY, E2E_RUN, E2E_SEED
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state_for_every_test() -> None:
+    """Every test starts from seed 0 (Python, numpy and, where a test module imported it, TensorFlow):
+    an untrained model's weights, and so a test's outcome, do not depend on which tests ran before it
+    in the same xdist worker."""
+    random.seed(0)
+    np.random.seed(0)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None:
+        tf.keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="session")

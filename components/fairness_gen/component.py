@@ -8,6 +8,8 @@ blessed model yet it is bootstrapping: FC = 1 for every sample, and it says so.
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import logging
 import os
@@ -57,16 +59,32 @@ class FairnessGenSpec(ComponentSpec):
 _KEY_STRINGS = ("date", "scenario_id", "item_id", "user_id")
 
 
-def _key_fields(batch: list[bytes]) -> list[dict[str, Any]]:
-    """The grouping keys and label of each serialized example, parsed for the whole batch at once
-    (one vectorised parse instead of a Python proto per example: ~10x less CPU)."""
+@dataclasses.dataclass
+class ScoredBatch:
+    """A batch of examples with their grouping keys, labels and the blessed model's predictions, as
+    columns: every later step works on whole batches, so Beam's per-element cost is paid once per
+    batch, not once per example and branch."""
+
+    splits: list[str]
+    serialized: list[bytes]
+    keys: dict[str, list[str]]  # _KEY_STRINGS -> one value per example
+    click: np.ndarray  # int64
+    pred: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.serialized)
+
+
+def _key_columns(batch: list[bytes]) -> tuple[dict[str, list[str]], np.ndarray]:
+    """The grouping keys and the label of each serialized example, parsed for the whole batch at
+    once (one vectorised parse instead of a Python proto per example)."""
     import tensorflow as tf  # imported in workers, not at module import
 
     spec = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in _KEY_STRINGS}
     spec[LABEL] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
     parsed = {k: v.numpy() for k, v in tf.io.parse_example(tf.constant(batch), spec).items()}
-    strings = {k: [v.decode("utf-8", "replace") for v in parsed[k]] for k in _KEY_STRINGS}
-    return [{**{k: strings[k][j] for k in _KEY_STRINGS}, "click": int(parsed[LABEL][j])} for j in range(len(batch))]
+    keys = {k: [v.decode("utf-8", "replace") for v in parsed[k]] for k in _KEY_STRINGS}
+    return keys, parsed[LABEL].astype(np.int64)
 
 
 class _Predict(beam.DoFn):
@@ -82,17 +100,28 @@ class _Predict(beam.DoFn):
 
             self._fn = tf.saved_model.load(self._model_dir).signatures[EXAMPLE_SIGNATURE]
 
-    def process(self, batch: list[tuple[str, bytes]]) -> Iterator[tuple[str, bytes, dict[str, Any], float]]:
+    def process(self, batch: list[tuple[str, bytes]]) -> Iterator[ScoredBatch]:
+        serialized = [b for _, b in batch]
         if self._fn is None:
             preds = np.ones(len(batch), np.float64)  # bootstrap: every sample weighs the same
         else:
             import tensorflow as tf
 
-            out = self._fn(**{EXAMPLE_INPUT: tf.constant([b for _, b in batch])})
+            out = self._fn(**{EXAMPLE_INPUT: tf.constant(serialized)})
             preds = np.reshape(out[OUTPUT_KEY].numpy(), [-1]).astype(np.float64)
-        keys = _key_fields([b for _, b in batch])
-        for (split, serialized), k, p in zip(batch, keys, preds):
-            yield split, serialized, k, float(p)
+        keys, click = _key_columns(serialized)
+        yield ScoredBatch([s for s, _ in batch], serialized, keys, click, preds)
+
+
+def _exposures(b: ScoredBatch) -> Iterator[tuple[tuple[str, str, str], Exposure]]:
+    """The batch's exposure of each (day, scenario, item), summed within the batch."""
+    pv: dict[tuple[str, str, str], int] = collections.Counter()
+    f: dict[tuple[str, str, str], float] = collections.defaultdict(float)
+    for key, p in zip(zip(b.keys["date"], b.keys["scenario_id"], b.keys["item_id"]), b.pred.tolist()):
+        pv[key] += 1
+        f[key] += p
+    for key, n in pv.items():
+        yield key, Exposure(n, f[key])
 
 
 def _fc_per_scenario(kv: tuple[tuple[str, str], Iterable[tuple[str, Exposure]]], k: float
@@ -106,11 +135,27 @@ def _fc_per_scenario(kv: tuple[tuple[str, str], Iterable[tuple[str, Exposure]]],
         yield (date, scenario, item), (e.pv, e.f, fcs[item])
 
 
-def _with_fc(row: tuple[str, bytes, dict[str, Any], float], fc_table: dict) -> tuple[str, bytes, dict, float]:
-    split, serialized, keys, _ = row
-    pv_f_fc = fc_table.get((keys["date"], keys["scenario_id"], keys["item_id"]))
-    fc = pv_f_fc[2] if pv_f_fc else 1.0
-    return split, serialized + _fc_feature(fc), keys, fc
+class _AddFC(beam.DoFn):
+    """Each example of a batch with its ``fairness_coef`` appended, to the output of its split."""
+
+    def process(self, b: ScoredBatch, fc_table: dict) -> Iterator[beam.pvalue.TaggedOutput]:
+        for split, serialized in zip(b.splits, with_fc(b, fc_table)):
+            yield beam.pvalue.TaggedOutput(split, serialized)
+
+
+def with_fc(b: ScoredBatch, fc_table: dict) -> list[bytes]:
+    """The batch's examples with the FC of their (day, scenario, item) from the table appended (1, the
+    neutral weight, for a key the table lacks)."""
+    features: dict[float, bytes] = {}  # one serialized feature per distinct FC of the batch
+    out = []
+    for serialized, key in zip(b.serialized, zip(b.keys["date"], b.keys["scenario_id"], b.keys["item_id"])):
+        pv_f_fc = fc_table.get(key)
+        fc = pv_f_fc[2] if pv_f_fc else 1.0
+        feature = features.get(fc)
+        if feature is None:
+            feature = features[fc] = _fc_feature(fc)
+        out.append(serialized + feature)
+    return out
 
 
 def _fc_feature(fc: float) -> bytes:
@@ -153,31 +198,25 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | f"Tag[{s}]" >> beam.Map(lambda b, s=s: (s, b))
                 for s in splits
             ]
-            predicted = (
+            scored = (
                 reads | "Flatten" >> beam.Flatten()
                 | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=batch_size)
                 | "Predict" >> beam.ParDo(_Predict(model_dir))
             )
             fc_table = (
-                predicted
-                | "ExposureKey" >> beam.Map(lambda r: ((r[2]["date"], r[2]["scenario_id"], r[2]["item_id"]),
-                                                       Exposure(1, r[3])))
+                scored
+                | "Exposures" >> beam.FlatMap(_exposures)
                 | "SumExposure" >> beam.CombinePerKey(sum_exposures)
                 | "ByScenario" >> beam.Map(lambda kv: ((kv[0][0], kv[0][1]), (kv[0][2], kv[1])))
                 | "GroupScenario" >> beam.GroupByKey()
                 | "FC" >> beam.FlatMap(_fc_per_scenario, k)
             )
-            weighted = predicted | "AddFC" >> beam.Map(_with_fc, beam.pvalue.AsDict(fc_table))
+            weighted = scored | "AddFC" >> beam.ParDo(_AddFC(), beam.pvalue.AsDict(fc_table)).with_outputs(*splits)
             for s in splits:
-                _ = (
-                    weighted
-                    | f"Only[{s}]" >> beam.Filter(lambda r, s=s: r[0] == s)
-                    | f"Bytes[{s}]" >> beam.Map(lambda r: r[1])
-                    | f"Write[{s}]" >> beam.io.WriteToTFRecord(
-                        os.path.join(artifact_utils.get_split_uri([out_examples], s), "data_tfrecord"),
-                        file_name_suffix=".gz")
-                )
-            scenario_stats.aggregate(weighted, fc_table, agg_dir)
+                _ = weighted[s] | f"Write[{s}]" >> beam.io.WriteToTFRecord(
+                    os.path.join(artifact_utils.get_split_uri([out_examples], s), "data_tfrecord"),
+                    file_name_suffix=".gz")
+            scenario_stats.aggregate(scored, fc_table, agg_dir)
         report = scenario_stats.build(agg_dir, bootstrap=model_dir is None, shrink_k=k)
         scenario_stats.write(report, agg_dir, stats_artifact.uri)
         stats_artifact.set_int_custom_property("bootstrap", int(model_dir is None))

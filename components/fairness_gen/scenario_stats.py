@@ -14,7 +14,7 @@ import io
 import json
 import os
 import shutil
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -37,42 +37,61 @@ def _sum_pairs(values: Iterable[tuple[int, int]]) -> tuple[int, int]:
     return samples, clicks
 
 
-def aggregate(weighted: beam.PCollection, fc_table: beam.PCollection, agg_dir: str) -> None:
-    """Beam branches over rows (split, serialized, keys, fc) and the FC table."""
-    keyed = weighted | "StatsKey" >> beam.Map(lambda r: ((r[2]["date"], r[2]["scenario_id"]), r))
-    counts = (keyed
-              | "SampleClick" >> beam.Map(lambda kv: (kv[0], (1, kv[1][2]["click"])))
+def _union(sets: Iterable[set]) -> set:
+    out: set = set()
+    for s in sets:
+        out |= s
+    return out
+
+
+def _batch_counts(b: Any) -> Iterator[tuple[tuple[str, str], tuple[int, int]]]:
+    """Samples and clicks of each (day, scenario) in a ScoredBatch."""
+    counts: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0])
+    for key, click in zip(zip(b.keys["date"], b.keys["scenario_id"]), b.click.tolist()):
+        c = counts[key]
+        c[0] += 1
+        c[1] += click
+    for key, (n, c) in counts.items():
+        yield key, (n, c)
+
+
+def _batch_distinct(b: Any, field: str) -> Iterator[tuple[tuple[str, str], set]]:
+    """The distinct values of ``field`` of each (day, scenario) in a ScoredBatch."""
+    seen: dict[tuple[str, str], set] = collections.defaultdict(set)
+    for key, value in zip(zip(b.keys["date"], b.keys["scenario_id"]), b.keys[field]):
+        seen[key].add(value)
+    return iter(seen.items())
+
+
+def _batch_user_scenarios(b: Any) -> Iterator[tuple[str, set]]:
+    seen: dict[str, set] = collections.defaultdict(set)
+    for user, scenario in zip(b.keys["user_id"], b.keys["scenario_id"]):
+        seen[user].add(scenario)
+    return iter(seen.items())
+
+
+def aggregate(scored: beam.PCollection, fc_table: beam.PCollection, agg_dir: str) -> None:
+    """Beam branches over ScoredBatches (FairnessGen's) and the FC table; each branch sums within a
+    batch first, so its per-element cost is paid per batch. The FC distribution is not a branch:
+    every sample's FC is its (day, scenario, item) row of the table, so ``build`` reads it from there,
+    weighted by the row's sample count."""
+    counts = (scored
+              | "SampleClick" >> beam.FlatMap(_batch_counts)
               | "SumSampleClick" >> beam.CombinePerKey(_sum_pairs)
               | "CountsRow" >> beam.Map(lambda kv: {"date": kv[0][0], "scenario_id": kv[0][1],
                                                     "samples": kv[1][0], "clicks": kv[1][1]}))
     _write(counts, agg_dir, "counts")
     for field in ("user_id", "item_id"):
-        distinct = (keyed
-                    | f"Pair[{field}]" >> beam.Map(lambda kv, f=field: (kv[0], kv[1][2][f]))
-                    | f"Distinct[{field}]" >> beam.Distinct()
-                    | f"Count[{field}]" >> beam.combiners.Count.PerKey()
+        distinct = (scored
+                    | f"Values[{field}]" >> beam.FlatMap(_batch_distinct, field)
+                    | f"Union[{field}]" >> beam.CombinePerKey(_union)
                     | f"Row[{field}]" >> beam.Map(lambda kv, f=field: {"date": kv[0][0], "scenario_id": kv[0][1],
-                                                                         "field": f, "distinct": kv[1]}))
+                                                                         "field": f, "distinct": len(kv[1])}))
         _write(distinct, agg_dir, f"distinct_{field}")
-    fc_q = (keyed
-            | "FCValue" >> beam.Map(lambda kv: (kv[0], kv[1][3]))
-            | "FCQuantiles" >> beam.ApproximateQuantiles.PerKey(_QUANTILES + 1)
-            | "FCQRow" >> beam.Map(lambda kv: {"date": kv[0][0], "scenario_id": kv[0][1], "quantiles": kv[1]}))
-    _write(fc_q, agg_dir, "fc_quantiles")
-    fc_all = (weighted
-              | "FCAll" >> beam.Map(lambda r: r[3])
-              | "FCAllQuantiles" >> beam.ApproximateQuantiles.Globally(_QUANTILES + 1)
-              | "FCAllRow" >> beam.Map(lambda q: {"quantiles": q}))
-    _write(fc_all, agg_dir, "fc_overall_quantiles")
-    fc_mean = (weighted | "FCMeanValue" >> beam.Map(lambda r: r[3])
-               | "FCMean" >> beam.combiners.Mean.Globally()
-               | "FCMeanRow" >> beam.Map(lambda m: {"mean": m}))
-    _write(fc_mean, agg_dir, "fc_mean")
-    per_user = (weighted
-                | "UserScenario" >> beam.Map(lambda r: (r[2]["user_id"], r[2]["scenario_id"]))
-                | "DistinctUS" >> beam.Distinct()
-                | "ScenariosPerUser" >> beam.combiners.Count.PerKey()
-                | "NoS" >> beam.Map(lambda kv: kv[1])
+    per_user = (scored
+                | "UserScenarios" >> beam.FlatMap(_batch_user_scenarios)
+                | "UnionUS" >> beam.CombinePerKey(_union)
+                | "NoS" >> beam.Map(lambda kv: len(kv[1]))
                 | "NoSHist" >> beam.combiners.Count.PerElement()
                 | "NoSRow" >> beam.Map(lambda kv: {"scenarios": kv[0], "users": kv[1]}))
     _write(per_user, agg_dir, "scenarios_per_user")
@@ -80,6 +99,16 @@ def aggregate(weighted: beam.PCollection, fc_table: beam.PCollection, agg_dir: s
         lambda kv: {"date": kv[0][0], "scenario_id": kv[0][1], "item_id": kv[0][2],
                     "pv": kv[1][0], "f": kv[1][1], "fc": kv[1][2]})
     _write(fc_rows, agg_dir, "fc_table")
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, n: int = _QUANTILES) -> list[float]:
+    """The 0, 1/n, ..., 1 quantiles of ``values`` each counted ``weights`` times: the lowest value
+    whose cumulative weight reaches the fraction (exact, as of the repeated values)."""
+    order = np.argsort(values, kind="stable")
+    v, cum = np.asarray(values, np.float64)[order], np.cumsum(np.asarray(weights, np.float64)[order])
+    targets = np.linspace(0.0, 1.0, n + 1) * cum[-1]
+    idx = np.minimum(np.searchsorted(cum, targets, side="left"), len(v) - 1)
+    return v[idx].tolist()
 
 
 def _read(agg_dir: str, name: str) -> list[dict[str, Any]]:
@@ -97,9 +126,14 @@ def build(agg_dir: str, bootstrap: bool, shrink_k: float) -> dict[str, Any]:
     for field in ("user_id", "item_id"):
         for r in _read(agg_dir, f"distinct_{field}"):
             per[(r["date"], r["scenario_id"])][f"distinct_{field.split('_')[0]}s"] = r["distinct"]
-    for r in _read(agg_dir, "fc_quantiles"):
-        q = r["quantiles"]
-        per[(r["date"], r["scenario_id"])].update(fc_p10=q[1], fc_p50=q[len(q) // 2], fc_p90=q[-2])
+    fc_rows = _read(agg_dir, "fc_table")
+    by_key: dict[tuple[str, str], list[tuple[float, int]]] = collections.defaultdict(list)
+    for r in fc_rows:
+        by_key[(r["date"], r["scenario_id"])].append((r["fc"], r["pv"]))
+    for key, pairs in by_key.items():
+        fc, pv = np.array(pairs, dtype=np.float64).T
+        q = weighted_quantiles(fc, pv)
+        per[key].update(fc_p10=q[1], fc_p50=q[len(q) // 2], fc_p90=q[-2])
     day_totals = collections.Counter()
     for (date, _), v in per.items():
         day_totals[date] += v.get("samples", 0)
@@ -109,8 +143,10 @@ def build(agg_dir: str, bootstrap: bool, shrink_k: float) -> dict[str, Any]:
         rows.append({"date": date, "scenario_id": scen, **v,
                      "share": samples / day_totals[date] if day_totals[date] else 0.0,
                      "ctr": v.get("clicks", 0) / samples if samples else 0.0})
-    overall_q = (_read(agg_dir, "fc_overall_quantiles") or [{"quantiles": [1.0] * (_QUANTILES + 1)}])[0]["quantiles"]
-    fc_mean = (_read(agg_dir, "fc_mean") or [{"mean": 1.0}])[0]["mean"]
+    fc = np.array([r["fc"] for r in fc_rows] or [1.0], dtype=np.float64)
+    pv = np.array([r["pv"] for r in fc_rows] or [1], dtype=np.float64)
+    overall_q = weighted_quantiles(fc, pv)
+    fc_mean = float(np.average(fc, weights=pv))  # the mean FC over samples
     nos = sorted((r["scenarios"], r["users"]) for r in _read(agg_dir, "scenarios_per_user"))
     return {
         "per_scenario_day": rows,

@@ -63,24 +63,42 @@ def test_all_zero_predictions_are_neutral():
 def test_fairness_gen_reads_keys_in_batches_and_appends_the_fc_without_touching_the_rest():
     import tensorflow as tf
 
-    from msrec.components.fairness_gen.component import _key_fields, _with_fc
+    from msrec.components.fairness_gen.component import ScoredBatch, _exposures, _key_columns, with_fc
 
-    def example(user: str, click: int) -> bytes:
+    def example(user: str, item: str, click: int) -> bytes:
         b = lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))  # noqa: E731
         return tf.train.Example(features=tf.train.Features(feature={
-            "date": b("2026-11-01"), "scenario_id": b("s01"), "item_id": b("i7"), "user_id": b(user),
+            "date": b("2026-11-01"), "scenario_id": b("s01"), "item_id": b(item), "user_id": b(user),
             "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[click])),
             "seq_item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i1", b"i2"]))})).SerializeToString()
 
-    batch = [example("u1", 1), example("u2", 0)]
-    keys = _key_fields(batch)
-    assert keys == [{"date": "2026-11-01", "scenario_id": "s01", "item_id": "i7", "user_id": u, "click": c}
-                    for u, c in (("u1", 1), ("u2", 0))]
-    _, out, _, fc = _with_fc(("train", batch[0], keys[0], 0.9), {("2026-11-01", "s01", "i7"): (3, 0.6, 0.25)})
-    assert fc == 0.25
-    parsed = tf.train.Example.FromString(out).features.feature
-    assert parsed["fairness_coef"].float_list.value[:] == [0.25]
-    assert parsed["seq_item_id"].bytes_list.value[:] == [b"i1", b"i2"]
-    assert parsed["user_id"].bytes_list.value[:] == [b"u1"]
+    batch = [example("u1", "i7", 1), example("u2", "i9", 0), example("u3", "i7", 0)]
+    keys, click = _key_columns(batch)
+    assert keys == {"date": ["2026-11-01"] * 3, "scenario_id": ["s01"] * 3, "item_id": ["i7", "i9", "i7"],
+                    "user_id": ["u1", "u2", "u3"]}
+    assert click.tolist() == [1, 0, 0]
+    scored = ScoredBatch(["train", "eval", "train"], batch, keys, click, np.array([0.5, 0.25, 0.125]))
+    # exposures are summed within the batch: one row per (day, scenario, item)
+    assert dict(_exposures(scored)) == {("2026-11-01", "s01", "i7"): Exposure(2, 0.625),
+                                        ("2026-11-01", "s01", "i9"): Exposure(1, 0.25)}
     # an (item, scenario, day) missing from the table is neutral
-    assert _with_fc(("train", batch[1], keys[1], 0.9), {})[3] == 1.0
+    out = with_fc(scored, {("2026-11-01", "s01", "i7"): (2, 0.625, 0.25)})
+    for serialized, user, fc in zip(out, ("u1", "u2", "u3"), (0.25, 1.0, 0.25)):
+        parsed = tf.train.Example.FromString(serialized).features.feature
+        assert parsed["fairness_coef"].float_list.value[:] == [fc]
+        assert parsed["seq_item_id"].bytes_list.value[:] == [b"i1", b"i2"]
+        assert parsed["user_id"].bytes_list.value[:] == [user.encode()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(min_value=0.01, max_value=5.0), st.integers(min_value=1, max_value=20)),
+                min_size=1, max_size=40))
+def test_weighted_quantiles_are_the_quantiles_of_the_repeated_values(rows):
+    """The FC distribution over samples, read from the FC table (one row per item with its sample
+    count), is the distribution of the samples' FCs."""
+    from msrec.components.fairness_gen.scenario_stats import weighted_quantiles
+
+    values, weights = (np.array(c, dtype=np.float64) for c in zip(*rows))
+    repeated = np.repeat(values, weights.astype(int))
+    expected = np.quantile(repeated, np.linspace(0, 1, 11), method="inverted_cdf")
+    np.testing.assert_array_equal(weighted_quantiles(values, weights), expected)

@@ -22,9 +22,10 @@ import tensorflow_recommenders as tfrs
 
 from msrec.schemas.feature_config import FAIRNESS_COEF, TIME_GAP_FEATURE, FeatureSpec
 from msrec.models.layers import scenario_index
+from msrec.models.layers.base import NoAutoGraph
 
 
-class MultiScenarioModel(tf.keras.Model):
+class MultiScenarioModel(NoAutoGraph, tf.keras.Model):
     """Base class: keeps the spec and hyper-parameters; subclasses implement ``call``."""
 
     fc_sample_weight: bool = False

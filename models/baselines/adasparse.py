@@ -38,11 +38,12 @@ from msrec.schemas.feature_config import FeatureSpec
 from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import BehaviourFields
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 WEIGHTINGS = ("binarization", "scaling", "fusion")
 
 
-class DomainAwarePruner(tf.keras.layers.Layer):
+class DomainAwarePruner(Layer):
     """Neuron-level weighting factors pi [B, units] of one hidden layer from its condition
     ([h (+) e_d] or e_d), and the flexible sparsity regulariser on them."""
 

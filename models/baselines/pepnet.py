@@ -31,9 +31,10 @@ from msrec.schemas.feature_config import FeatureSpec
 from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import MLP, BehaviourFields, GateNU, PPNet
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 
-class EPNet(tf.keras.layers.Layer):
+class EPNet(Layer):
     """delta_domain = GateNU(E(F_d) (+) sg(E)), one factor per field; O_ep = delta_domain (x) E."""
 
     def __init__(self, gate_units: int, **kwargs) -> None:

@@ -37,9 +37,10 @@ from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import (BehaviourInput, ExpertGroup, ScenarioDense, ScenarioGate, ScenarioMLP,
                                  mix_experts, scenario_index)
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 
-class ExtractionNetwork(tf.keras.layers.Layer):
+class ExtractionNetwork(Layer):
     """One PLE level: scenario-specific and shared expert groups, the scenario gate and (except at
     the last level) the shared gate.
 

@@ -36,9 +36,10 @@ from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import (FeatureEmbedding, ScenarioDense, ScenarioMLP, ScenarioParameter, masked_mean,
                                  masked_softmax, scenario_index, sequence_mask, weighted_sum)
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 
-class ScenarioEmbedding(tf.keras.layers.Layer):
+class ScenarioEmbedding(Layer):
     """Per-scenario embedding tables (and numeric projections) with FeatureEmbedding's outputs:
     ``call(features, scenario)`` -> scalar feature [B, dim] (or [B, 1]), sequence feature [B, L, dim]."""
 
@@ -95,7 +96,7 @@ class ScenarioEmbedding(tf.keras.layers.Layer):
         return out
 
 
-class ScenarioTargetAttention(tf.keras.layers.Layer):
+class ScenarioTargetAttention(Layer):
     """DIN target attention whose MLP psi([k, q, k - q, k * q]) belongs to the example's scenario.
 
     Each example's kernels are gathered ([B, I, H]) and applied to its L behaviours at once.

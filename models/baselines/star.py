@@ -33,6 +33,7 @@ from msrec.schemas.feature_config import FeatureSpec
 from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import MLP, BehaviourFields, ScenarioParameter, scenario_index
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 NORMALIZATIONS = ("partitioned", "batch", "none")
 
@@ -74,7 +75,7 @@ def _rowwise_matmul(x: tf.Tensor, position: tf.Tensor, kernels: tf.Tensor) -> tf
     return matmul(tf.convert_to_tensor(x), tf.convert_to_tensor(kernels))
 
 
-class PartitionedNormalization(tf.keras.layers.Layer):
+class PartitionedNormalization(Layer):
     """PN: batch normalisation with per-scenario statistics and per-scenario scale and shift."""
 
     def __init__(self, num_scenarios: int, momentum: float = 0.99, epsilon: float = 1e-3, **kwargs) -> None:
@@ -116,7 +117,7 @@ class PartitionedNormalization(tf.keras.layers.Layer):
         return z * (self.gamma * self.gamma_p(scenario)) + (self.beta + self.beta_p(scenario))
 
 
-class StarTopologyDense(tf.keras.layers.Layer):
+class StarTopologyDense(Layer):
     """One star-topology FCN layer: phi(x (W_p (x) W) + b_p + b) for the example's scenario p."""
 
     def __init__(self, units: int, num_scenarios: int, activation: str | None = None,

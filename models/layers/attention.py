@@ -8,10 +8,10 @@ import tensorflow as tf
 
 from msrec.models.layers.dense import MLP
 from msrec.models.layers.ops import masked_softmax, weighted_sum
+from msrec.models.layers.base import Layer
 
 
-
-class FeedForwardAttention(tf.keras.layers.Layer):
+class FeedForwardAttention(Layer):
     """The feed-forward attention operator psi(key, query) of DIN / SAR-Net, softmax-normalised.
 
     psi = MLP([k, q, k - q, k * q]) -> one logit per behaviour; the weights are a softmax over the
@@ -43,7 +43,7 @@ class FeedForwardAttention(tf.keras.layers.Layer):
         return masked_softmax(logits, mask)
 
 
-class TargetAttentionPooling(tf.keras.layers.Layer):
+class TargetAttentionPooling(Layer):
     """DIN-style target attention: pools the behaviour items by their relevance to the target item.
 
     Returns ``(pooled [B, D], weights [B, L])``.

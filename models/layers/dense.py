@@ -5,10 +5,10 @@ from typing import Sequence
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
+from msrec.models.layers.base import Layer
 
 
-
-class MLP(tf.keras.layers.Layer):
+class MLP(Layer):
     """Dense -> [BatchNorm] -> activation -> [Dropout], once per entry of ``units``."""
 
     def __init__(self, units: Sequence[int], activation: str = "relu", batch_norm: bool = False,
@@ -46,7 +46,7 @@ def glorot_stacked(fan_in: int, fan_out: int) -> tf.keras.initializers.Initializ
     return tf.keras.initializers.RandomUniform(-limit, limit)
 
 
-class GateNU(tf.keras.layers.Layer):
+class GateNU(Layer):
     """The gate neural unit of PEPNet (Chang et al. 2023): ``scale * sigmoid(W2 relu(W1 x + b1) + b2)``.
 
     Output [B, units] in (0, scale); with scale 2 an untrained gate averages 1, so multiplying a
@@ -63,7 +63,7 @@ class GateNU(tf.keras.layers.Layer):
         return self.scale * self.out(self.hidden(x))
 
 
-class PPNet(tf.keras.layers.Layer):
+class PPNet(Layer):
     """PEPNet's PPNet (parameter personalisation): a ReLU DNN whose every layer input is scaled by its
     own :class:`GateNU` over [persona prior || sg(DNN input)], H^{l+1} = relu((delta^l * H^l) W^l + b^l).
 

@@ -9,10 +9,10 @@ import tensorflow as tf
 from msrec.models.layers.attention import TargetAttentionPooling
 from msrec.models.layers.ops import as_column, masked_mean, sequence_mask
 from msrec.schemas.feature_config import GROUPS, FeatureSpec
+from msrec.models.layers.base import Layer
 
 
-
-class FeatureEmbedding(tf.keras.layers.Layer):
+class FeatureEmbedding(Layer):
     """Embeds the transformed feature dict.
 
     One table per categorical feature of the spec; a ``seq_<column>`` feature is looked up in the
@@ -123,7 +123,7 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return tf.concat([embedded[self.spec.sequence[s]] for s in seqs], axis=-1) if seqs else None
 
 
-class BehaviourInput(tf.keras.layers.Layer):
+class BehaviourInput(Layer):
     """The input vector of the baselines: every feature group plus the target-attention-pooled
     behaviour sequence, ``[user || item || context || scenario || pooled behaviour items]``.
 

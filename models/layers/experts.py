@@ -8,10 +8,10 @@ import tensorflow as tf
 
 from msrec.models.layers.dense import after_affine, glorot_stacked
 from msrec.models.layers.scenario import ScenarioDense
+from msrec.models.layers.base import Layer
 
 
-
-class ExpertGroup(tf.keras.layers.Layer):
+class ExpertGroup(Layer):
     """``num_experts`` independent MLP experts evaluated together (one einsum per layer).
 
     Input [B, I] (every expert reads the same vector) or [B, E, I] (each expert its own).

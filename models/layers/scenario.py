@@ -7,7 +7,7 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from msrec.models.layers.dense import after_affine, glorot_stacked
-
+from msrec.models.layers.base import Layer
 
 
 class _StackedIdentity(tf.keras.initializers.Initializer):
@@ -17,7 +17,7 @@ class _StackedIdentity(tf.keras.initializers.Initializer):
         return tf.broadcast_to(tf.eye(shape[-1], dtype=dtype or tf.float32), shape)
 
 
-class ScenarioParameter(tf.keras.layers.Layer):
+class ScenarioParameter(Layer):
     """A parameter per scenario, stacked [num_scenarios, *shape], gathered by scenario index."""
 
     def __init__(self, num_scenarios: int, shape: Sequence[int], initializer="zeros", **kwargs) -> None:
@@ -83,7 +83,7 @@ def scenario_matmul(x: tf.Tensor, scenario: tf.Tensor, kernel: tf.Tensor) -> tf.
     return matmul(tf.convert_to_tensor(x), tf.convert_to_tensor(kernel))
 
 
-class ScenarioDense(tf.keras.layers.Layer):
+class ScenarioDense(Layer):
     """A dense layer with its own kernel and bias per scenario (and per group slot).
 
     Input [B, I] or [B, G, I] (G parallel slots, e.g. a scenario's experts), plus the scenario
@@ -128,7 +128,7 @@ class ScenarioDense(tf.keras.layers.Layer):
         return y[:, 0, :] if squeeze else y
 
 
-class ScenarioMLP(tf.keras.layers.Layer):
+class ScenarioMLP(Layer):
     """A per-scenario tower: ScenarioDense -> activation per entry of ``units``."""
 
     def __init__(self, units: Sequence[int], num_scenarios: int, activation: str = "relu",
@@ -146,7 +146,7 @@ class ScenarioMLP(tf.keras.layers.Layer):
         return x
 
 
-class ScenarioGate(tf.keras.layers.Layer):
+class ScenarioGate(Layer):
     """Per-scenario single-layer softmax gate over ``num_experts`` (the MMoE / SAR-Net gate).
 
     Input [B, I] and scenario [B] -> weights [B, num_experts] summing to 1.

@@ -48,6 +48,7 @@ from msrec.schemas.feature_config import FeatureSpec
 from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import MLP, FeatureEmbedding, TargetAttentionPooling, sequence_mask
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 _COMMON_GROUPS = ("user", "item", "context")
 
@@ -71,7 +72,7 @@ class _BaseLayerInitializer(tf.keras.initializers.Initializer):
         return {"layer_shapes": self.layer_shapes}
 
 
-class ScenarioOrientedModule(tf.keras.layers.Layer):
+class ScenarioOrientedModule(Layer):
     """Eq. 1-2: ``h_{l+1} = W_l h_l + b_l`` with ``W_l, b_l = Reshape(SC)[l]``; no weights of its own.
 
     ``call(h [..., input_dim], condition [..., condition_size])`` -> ``[..., units[-1]]``; the
@@ -103,7 +104,7 @@ class ScenarioOrientedModule(tf.keras.layers.Layer):
         return h
 
 
-class ScenarioCondition(tf.keras.layers.Layer):
+class ScenarioCondition(Layer):
     """FC layers that turn a representation into the scenario condition ``SC`` of ``module``.
 
     Hidden layers are Linear -> BN -> Dropout -> ReLU (eq. 5); a final linear layer emits the
@@ -126,7 +127,7 @@ class ScenarioCondition(tf.keras.layers.Layer):
         return self.projection(x)
 
 
-class ScenarioAwareAttention(tf.keras.layers.Layer):
+class ScenarioAwareAttention(Layer):
     """Eq. 6-7: G softmax distributions over the I common features, computed from ``e_s``.
 
     ``call(e_s [B, Ds], common [B, sum(widths)])`` -> ``(P [B, G, sum(widths)], weights [B, G, I])``;

@@ -36,6 +36,7 @@ from msrec.models.base import MultiScenarioModel
 from msrec.models.papers.hmdn_refiner import HierarchicalRepresentationRefiner, distribution_spec
 from msrec.models.layers import MLP, BehaviourFields, ExpertGroup, FeatureEmbedding, GateNU, PPNet, mix_experts
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 REFINERS = ("implicit", "explicit", "none")
 PERSONA = ("user_id", "item_id")  # PEPNet's persona prior: the user and item ids
@@ -103,7 +104,7 @@ class HMDNMMoE(_HMDN):
         return self.click_probability(logit, features)
 
 
-class EPNet(tf.keras.layers.Layer):
+class EPNet(Layer):
     """Eq. 9-10: x' = delta_b * x with delta_b = GateNU(condition), one factor per input column."""
 
     def __init__(self, gate_units: int, **kwargs) -> None:

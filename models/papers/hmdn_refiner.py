@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from msrec.schemas.feature_config import FeatureSpec
 from msrec.models.layers import FeatureEmbedding
+from msrec.models.layers.base import Layer
 
 EXTRACTIONS = ("implicit", "explicit")
 EXPLICIT_MODES = ("hierarchical", "independent")
@@ -86,7 +87,7 @@ def nearest_code(x: tf.Tensor, codebook: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     return codes, tf.gather(codebook, codes)
 
 
-class HierarchicalRepresentationRefiner(tf.keras.layers.Layer):
+class HierarchicalRepresentationRefiner(Layer):
     """The HMDRR module: distribution embedding -> x_b -> residual quantization -> s_D and L_rq.
 
     ``call(features)`` (the transformed feature dict) returns a :class:`RefinedRepresentation`.

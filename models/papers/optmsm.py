@@ -73,6 +73,7 @@ from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import (BEHAVIOUR_FIELD, BehaviourFields, ExpertGroup, GateNU, ScenarioDense, mix_experts,
                                  scenario_index, scenario_matmul)
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 TRANSFERS = ("fcn", "moe", "cgc")
 
@@ -107,7 +108,7 @@ def orthogonality_loss(representations: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(tf.reduce_mean(tf.maximum(all_pairs - diagonal, 0.0)), pairs)
 
 
-class AdaptationGate(tf.keras.layers.Layer):
+class AdaptationGate(Layer):
     """Eq. 5: the per-scenario SE-Net gate over the scenario-shared fields."""
 
     def __init__(self, num_fields: int, num_scenarios: int, **kwargs) -> None:
@@ -133,7 +134,7 @@ class AdaptationGate(tf.keras.layers.Layer):
         return tf.concat(fields, axis=-1)[:, tf.newaxis, :] * tf.gather(z, self._field_of_column(fields), axis=-1)
 
 
-class FCNTransfer(tf.keras.layers.Layer):
+class FCNTransfer(Layer):
     """Eq. 8 (STAR's FCN), per layer relu((W_shared * W^m) x + b_shared + b^m).
 
     W^m starts at ones and b^m at zero, so every scenario starts as the shared network.
@@ -178,7 +179,7 @@ def _flat_experts(experts: ExpertGroup, x: tf.Tensor, training: bool | None) -> 
     return tf.reshape(out, [tf.shape(x)[0], tf.shape(x)[1], out.shape[1], out.shape[2]])
 
 
-class MoETransfer(tf.keras.layers.Layer):
+class MoETransfer(Layer):
     """MMoE as the transfer: shared experts, mixed by a per-scenario softmax gate over e_c^m."""
 
     def __init__(self, units: Sequence[int], num_experts: int, num_scenarios: int, **kwargs) -> None:
@@ -194,7 +195,7 @@ class MoETransfer(tf.keras.layers.Layer):
         return tf.einsum("bme,bmed->bmd", gate, _flat_experts(self.experts, x, training))
 
 
-class CGCTransfer(tf.keras.layers.Layer):
+class CGCTransfer(Layer):
     """PLE's CGC as the transfer: each scenario's own experts and shared ones, a per-scenario gate."""
 
     def __init__(self, units: Sequence[int], num_specific: int, num_shared: int, num_scenarios: int,
@@ -232,7 +233,7 @@ class CGCTransfer(tf.keras.layers.Layer):
         return tf.einsum("bme,bmed->bmd", gate, tf.concat(experts, axis=2))
 
 
-class ScenarioSpecificPredictor(tf.keras.layers.Layer):
+class ScenarioSpecificPredictor(Layer):
     """Eq. 11-13: per-scenario ReLU layers and classifier; with the hypernetwork, every layer's input
     R_l is first scaled by the Gate NU of R_0 for that layer (2 * sigmoid averages 1 at init)."""
 

@@ -62,6 +62,7 @@ from msrec.models.layers import (ExpertGroup, FeatureEmbedding, FeedForwardAtten
                                  ScenarioParameter, fairness_coef, masked_mean, scenario_index,
                                  sequence_mask, weighted_sum)
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 ATTENTIONS = ("sarnet", "mean", "target", "scenario", "concat", "hierarchical")
 # Which attention operators each mode uses (Table 4): psi over the items (query p^i_t), over the
@@ -94,7 +95,7 @@ def time_gap_bucket(gap_seconds: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
     return tf.where(known, bucket, tf.zeros_like(bucket))
 
 
-class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
+class CrossScenarioBehaviorExtract(Layer):
     """Eq. 5-7 and the alternatives of Table 4: pools the behaviour items p^i_k by attention weights.
 
     ``call(target_item, behaviour_items, target_scenario, behaviour_scenarios, mask)`` returns
@@ -156,7 +157,7 @@ class CrossScenarioBehaviorExtract(tf.keras.layers.Layer):
         return weighted_sum(weights, behaviour_items), weights  # eq. 7
 
 
-class ScenarioSpecificTransform(tf.keras.layers.Layer):
+class ScenarioSpecificTransform(Layer):
     """Eq. 8: v' = v * beta_s + gamma_s, beta and gamma gathered by scenario (identity at init)."""
 
     def __init__(self, num_scenarios: int, **kwargs) -> None:
@@ -173,7 +174,7 @@ class ScenarioSpecificTransform(tf.keras.layers.Layer):
         return v * self.beta(scenario) + self.gamma(scenario)
 
 
-class DebiasExperts(tf.keras.layers.Layer):
+class DebiasExperts(Layer):
     """A group of debias experts: main nets over v', and (training only) bias nets over the FC.
 
     Returns the expert scores [B, num_experts]. ``num_scenarios`` set -> each scenario owns its

@@ -56,13 +56,14 @@ from msrec.models.base import MultiScenarioModel
 from msrec.models.layers import (ExpertGroup, FeatureEmbedding, TargetAttentionPooling, masked_mean,
                                  sequence_mask)
 from msrec.models.registry import register
+from msrec.models.layers.base import Layer
 
 _FEATURE_GROUPS = ("user", "item", "context")
 # Inside the square root of eq. 2: keeps the gradient finite for a constant (or empty) sequence.
 _VARIANCE_EPSILON = 1e-6
 
 
-class DistributionAwarePooling(tf.keras.layers.Layer):
+class DistributionAwarePooling(Layer):
     """Eq. 2: mean and standard deviation of the valid behaviours -> [B, 2D]; mean only -> [B, D].
 
     The variance is computed centred (the same value as eq. 2's E[b²] - E[b]², without its
@@ -83,7 +84,7 @@ class DistributionAwarePooling(tf.keras.layers.Layer):
         return tf.concat([mean, tf.sqrt(variance + _VARIANCE_EPSILON)], axis=-1)
 
 
-class GatePersonalization(tf.keras.layers.Layer):
+class GatePersonalization(Layer):
     """``x ⊗ σ(W1 LN(ReLU(W0 (x ⊕ s) + b0)) + b1)``: SAM's gate (eq. 3-4) and each S-DNN gate (eq. 10-11).
 
     ``call(x [B, D], scenario [B, Ds])`` -> [B, D]; the gate's weights lie in (0, 1).
@@ -102,7 +103,7 @@ class GatePersonalization(tf.keras.layers.Layer):
         return x * self.gate(self.norm(self.hidden(tf.concat([x, scenario], axis=-1))))
 
 
-class ResidualTailoringModule(tf.keras.layers.Layer):
+class ResidualTailoringModule(Layer):
     """Eq. 5-7: context per feature from the scenario-adapted vector, then residual tailoring.
 
     ``call(adapted [B, F], fields [B, n, d_in], behaviours [B, L, d_in])`` ->
@@ -129,7 +130,7 @@ class ResidualTailoringModule(tf.keras.layers.Layer):
         return fields, behaviours
 
 
-class ScenarioTailoringBlock(tf.keras.layers.Layer):
+class ScenarioTailoringBlock(Layer):
     """One STB: SAM (pooling + gate personalisation) then RTM; either can be switched off.
 
     ``call(fields [B, n, d], behaviours [B, L, d], mask [B, L], scenario [B, Ds])`` -> the
@@ -156,7 +157,7 @@ class ScenarioTailoringBlock(tf.keras.layers.Layer):
         return self.rtm(x, adapted_fields, behaviours)
 
 
-class ScenarioAwareDNN(tf.keras.layers.Layer):
+class ScenarioAwareDNN(Layer):
     """Eq. 10-11: ``H^j = ReLU(W8 (H^{j-1} ⊗ A_p^j) + b8)`` with a scenario gate ``A_p^j`` per layer.
 
     ``use_gate=False`` is the w/o S-DNN ablation: a plain ReLU DNN.

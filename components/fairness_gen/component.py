@@ -71,9 +71,6 @@ class ScoredBatch:
     click: np.ndarray  # int64
     pred: np.ndarray  # float64
 
-    def __len__(self) -> int:
-        return len(self.serialized)
-
 
 def _key_columns(batch: list[bytes]) -> tuple[dict[str, list[str]], np.ndarray]:
     """The grouping keys and the label of each serialized example, parsed for the whole batch at

@@ -14,7 +14,11 @@ Naming contract shared by ingestion, Transform and the models:
 * a numeric feature is a float32 (z-scored, missing -> 0);
 * with ``sequence.time_gap``, ``seq_time_gap`` holds each behaviour's time: the seconds between the
   behaviour and the impression (float, as long as the other ``seq_`` lists) in the examples and the
-  serving requests, a bucket id (0 = padding / unknown) after Transform.
+  serving requests, a bucket id (0 = padding / unknown) after Transform;
+* a feature with ``source: history`` is counted from the user's own log, not read from a column:
+  ``hist_impressions`` and ``hist_clicks`` are the user's impressions and clicks (every scenario) in
+  the ``sequence.lookback_days`` before the impression, strictly before its ts. Numeric, group user;
+  Transform takes log(1 + count) before the z-score.
 """
 from __future__ import annotations
 
@@ -29,7 +33,10 @@ LABEL = "click"
 FAIRNESS_COEF = "fairness_coef"
 SEQ_PREFIX = "seq_"
 TIME_GAP_FEATURE = SEQ_PREFIX + "time_gap"
-SOURCES = ("impression", "users", "items", "scenarios")
+SOURCES = ("impression", "users", "items", "scenarios", "history")
+HISTORY_IMPRESSIONS = "hist_impressions"
+HISTORY_CLICKS = "hist_clicks"
+HISTORY_FEATURES = (HISTORY_IMPRESSIONS, HISTORY_CLICKS)
 GROUPS = ("user", "item", "context", "scenario")
 KINDS = ("categorical", "numeric", "multi")
 SIDE_TABLE_KEYS = {"users": "user_id", "items": "item_id", "scenarios": "scenario_id"}
@@ -93,6 +100,11 @@ class FeatureConfig:
                 raise FeatureConfigError(f"feature {f.name!r}: kind {f.kind!r} not in {KINDS}")
             if f.kind == "multi" and f.max_values < 1:
                 raise FeatureConfigError(f"feature {f.name!r}: max_values must be at least 1")
+            if (f.source == "history") != (f.name in HISTORY_FEATURES):
+                raise FeatureConfigError(f"feature {f.name!r}: the names {list(HISTORY_FEATURES)} are counted from "
+                                         f"the user's log and take source 'history', and only they do")
+            if f.source == "history" and (f.kind, f.group) != ("numeric", "user"):
+                raise FeatureConfigError(f"feature {f.name!r}: a history count is kind numeric, group user")
         for required in ("user_id", "item_id", "scenario_id"):
             if required not in names:
                 raise FeatureConfigError(f"the feature config must declare {required!r}")
@@ -117,6 +129,11 @@ class FeatureConfig:
 
     def from_source(self, source: str) -> list[Feature]:
         return [f for f in self.features if f.source == source]
+
+    @property
+    def history_counts(self) -> tuple[str, ...]:
+        """The history-count features the config declares (``source: history``)."""
+        return tuple(f.name for f in self.from_source("history"))
 
     def group(self, group: str) -> list[str]:
         return [f.name for f in self.features if f.group == group]

@@ -4,8 +4,9 @@ It declares every column ingestion puts into an Example (see
 msrec.components.log_example_gen.examples), so any dataset that follows the raw-log contract is
 validated without a hand-written schema:
 
-* impression columns (the contract ids and the config's context features) are present once in
-  every example; side-table features are optional, because a missed join leaves them absent;
+* impression columns (the contract ids and the config's context features) and history counts are
+  present once in every example; side-table features are optional, because a missed join leaves
+  them absent;
 * categorical features are BYTES, numeric ones FLOAT, one value each; a multi-valued feature is
   BYTES with 0..``max_values`` values;
 * ``ts`` and ``click`` INT, ``date`` BYTES, passthrough fields optional BYTES;
@@ -61,7 +62,7 @@ def schema_from_config(config: FeatureConfig) -> schema_pb2.Schema:
         _feature(schema, name, schema_pb2.BYTES, False, 1, 1, training_only=True)
     for f in config.features:
         multi = f.kind == "multi"
-        _feature(schema, f.name, _TYPES[f.kind], f.source == "impression",
+        _feature(schema, f.name, _TYPES[f.kind], f.source in ("impression", "history"),
                  0 if multi else 1, f.max_values if multi else 1)
     for name in config.sequence.feature_names:
         _feature(schema, name, schema_pb2.BYTES, True, 0, config.sequence.length)

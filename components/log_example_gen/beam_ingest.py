@@ -7,7 +7,7 @@
    quarantined unless kept.
 3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
 4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
-   deque of past clicks.
+   deque of past clicks (and of the lookback's impressions, for history counts).
 5. EncodeExamples (batches of 512, split by time: see splits.py), Reshuffle, WriteToTFRecord:
    <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
 
@@ -54,13 +54,15 @@ class ParseImpressionFiles(beam.DoFn):
     """Reads whole impression files (so each line keeps its number) and validates every line.
 
     Main output: accepted window impressions, and accepted lookback *clicks* (the only lookback
-    records sequences need). Quarantine entries are emitted for window days only: lookback lines
+    records sequences need), or every lookback impression when the config counts the user's history
+    (``source: history``). Quarantine entries are emitted for window days only: lookback lines
     were quarantined by their own day's run, and are merely counted here.
     """
 
     def __init__(self, config: FeatureConfig, limits: IngestLimits):
         self._config = config
         self._limits = limits
+        self._lookback_all = bool(config.history_counts)
 
     def setup(self) -> None:
         self._parser = ImpressionParser(self._config, self._limits)
@@ -88,7 +90,7 @@ class ParseImpressionFiles(beam.DoFn):
                 if in_window:
                     self._accepted.inc()
                     yield result
-                elif result.click:
+                elif result.click or self._lookback_all:
                     yield result
             else:
                 tally[C.REASON + result["reason"]] += 1
@@ -193,13 +195,15 @@ class JoinSideTables(beam.DoFn):
 
 
 class BuildSequences(beam.DoFn):
-    def __init__(self, columns: Sequence[str], length: int):
-        self._columns = tuple(columns)
-        self._length = length
+    def __init__(self, config: FeatureConfig):
+        self._columns = config.sequence.columns
+        self._length = config.sequence.length
+        self._counts = config.history_counts
+        self._lookback_days = config.sequence.lookback_days
 
     def process(self, element: tuple[str, Iterable[Impression]]) -> Iterator[tuple[Impression, tuple[Behaviour, ...]]]:
         _, records = element
-        yield from build_sequences(records, self._columns, self._length)
+        yield from build_sequences(records, self._columns, self._length, self._counts, self._lookback_days)
 
 
 class EncodeExamples(beam.DoFn):
@@ -282,8 +286,7 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
     with_sequences = (joined["joined"]
                       | "KeyByUser" >> beam.Map(lambda r: (r.user_id, r))
                       | "GroupByUser" >> beam.GroupByKey()
-                      | "BuildSequences" >> beam.ParDo(
-                          BuildSequences(config.sequence.columns, config.sequence.length))
+                      | "BuildSequences" >> beam.ParDo(BuildSequences(config))
                       | "Batch" >> beam.BatchElements(min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH))
 
     newest = plan.date.isoformat()

@@ -11,7 +11,8 @@ here is a serving rule too:
   per-scenario parameters, from one day to the next; an unseen scenario gets the OOV slot.
 * multi-valued categorical: the first ``max_values`` values as [B, max_values] indices padded with
   0, one vocabulary over all the values.
-* numeric: z-score; a missing value becomes the mean (0 after scaling).
+* numeric: z-score; a missing value becomes the mean (0 after scaling). History counts
+  (``source: history``) are log(1 + count) first.
 * ``seq_time_gap`` (with ``sequence.time_gap``): seconds -> SAR-Net's behaviour-time bucket ids
   (``time_gap_bucket``), 0 where no behaviour is recorded.
 * ``fairness_coef`` (training only) passes through, 1.0 when absent.
@@ -86,6 +87,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     for f in config.features:
         if f.kind == "numeric":
             x = tf.cast(dense_scalar(inputs[f.name], float("nan")), tf.float32)
+            if f.source == "history":  # counts: a long tail, which the log evens out
+                x = tf.math.log1p(tf.maximum(x, 0.0))
             missing = tf.math.is_nan(x)
             x = tf.where(missing, tft.mean(tf.boolean_mask(x, tf.logical_not(missing))), x)
             outputs[f.name] = tft.scale_to_z_score(x)

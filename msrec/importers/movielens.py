@@ -221,6 +221,10 @@ def feature_config() -> FeatureConfig:
         Feature("genre", "items", "item", "categorical", top_k=32),
         Feature("release_decade", "items", "item", "categorical", top_k=16),
         Feature("age_range", "scenarios", "scenario", "categorical", top_k=16),
+        # how many films the user rated, and liked, in the lookback before this rating: most eval
+        # users are new, and these counts are what tells a generous rater from a severe one
+        Feature("hist_impressions", "history", "user", "numeric"),
+        Feature("hist_clicks", "history", "user", "numeric"),
     )
     # A sequence column holds one value per behaviour, so the multi-valued genres enter the
     # sequence through each movie's first genre.

@@ -4,7 +4,8 @@ Each candidate row carries every raw feature of the feature config, built the wa
 a training example: the user's, item's and scenario's side-table columns, and the user's behaviour
 sequence = their last ``sequence.length`` clicks strictly before ``now`` across every day folder
 of the lookback, most recent first, each click's item and scenario columns looked up in the side
-tables (and, with ``sequence.time_gap``, the seconds from each click to ``now``). Context features
+tables (and, with ``sequence.time_gap``, the seconds from each click to ``now``); history counts
+(``source: history``) are the user's impressions and clicks of the lookback before ``now``. Context features
 (the impression's own columns besides the ids) follow rules, see ``DEFAULT_CONTEXT``. Unknown
 users, items or scenarios are fine: their columns are "" (out of vocabulary for the model) and a
 note says so.
@@ -24,7 +25,7 @@ from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.reading import LineReader
 from msrec.components.log_example_gen.records import (BadValue, Impression, ImpressionParser, SideRowParser,
                                                     join_side_rows, normalise)
-from msrec.components.log_example_gen.sequences import chronological, history_before
+from msrec.components.log_example_gen.sequences import HistoryCounts, chronological, history_before
 
 FEATURE_CONFIG_FILE = "feature_config.yaml"
 IMPRESSION_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -197,7 +198,7 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     keys = {"users": {user_id}, "items": set(item_ids) | {r.features["item_id"] for r in clicked},
             "scenarios": {scenario_id} | {r.features["scenario_id"] for r in clicked}}
     tables, notes = {}, []
-    for table in sorted({f.source for f in config.features} - {"impression"}):
+    for table in sorted({f.source for f in config.features} - {"impression", "history"}):
         tables[table], unreadable = _side_rows(logs_dir, table, keys[table], config)
         if unreadable:
             notes.append(f"{unreadable} unreadable lines in {table} skipped")
@@ -226,6 +227,10 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     if config.sequence.time_gap:
         # seconds since each behaviour, padded with 0 (Transform tells padding by the "" of the columns)
         sequences[TIME_GAP_FEATURE] = [(now_ms - b.ts) / 1000.0 for b in behaviours] + [0.0] * pad
+    counter = HistoryCounts(config.sequence.lookback_days)  # ingestion's counting rule
+    for r in chronological(history.records):
+        counter.add(r.ts, r.click)
+    counts = counter.before(now_ms)
     rows = []
     for slot, item in enumerate(item_ids, start=1):
         ids = {"user_id": user_id, "item_id": item, "scenario_id": scenario_id}
@@ -235,6 +240,8 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
                 row[f.name] = ids[f.name]
             elif f.source == "impression":
                 row[f.name] = _context_value(f, rules.get(f.name, "last"), slot, now_ms, history.last)
+            elif f.source == "history":
+                row[f.name] = counts[f.name]
             else:
                 row[f.name] = _value(f, side(f.source, ids[SIDE_TABLE_KEYS[f.source]]).get(f.name))
         row.update({name: list(values) for name, values in sequences.items()})

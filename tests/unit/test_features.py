@@ -28,6 +28,12 @@ def test_the_shipped_config_is_valid(raw):
     (lambda r: r["sequence"].update(time_gap="yes"), "time_gap must be true or false"),
     (lambda r: r["features"].append({"name": "seq_time_gap", "source": "impression", "group": "context",
                                      "kind": "numeric"}), "reserved for sequence.time_gap"),
+    (lambda r: r["features"].append({"name": "visits", "source": "history", "group": "user",
+                                     "kind": "numeric"}), "counted from the user's log"),
+    (lambda r: r["features"].append({"name": "hist_clicks", "source": "impression", "group": "user",
+                                     "kind": "numeric"}), "counted from the user's log"),
+    (lambda r: r["features"].append({"name": "hist_clicks", "source": "history", "group": "context",
+                                     "kind": "numeric"}), "kind numeric, group user"),
 ])
 def test_bad_configs_fail_with_the_reason(raw, change, message):
     change(raw)

@@ -26,7 +26,7 @@ from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.components.log_example_gen.examples import ExampleEncoder
 from msrec.components.log_example_gen.layout import IngestError, plan_ingest
 from msrec.components.log_example_gen.records import Impression, ImpressionParser
-from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
+from msrec.components.log_example_gen.sequences import Behaviour, HistoryCounts, build_sequences
 from msrec.components.log_example_gen.splits import day_splits, time_cuts
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -146,6 +146,25 @@ def test_build_sequences_is_strictly_before_bounded_and_newest_first() -> None:
            for r, beh in build_sequences(records[::-1], ["item_id"], 2)}
     assert out == {"b": [("a", 10)], "c": [("b", 20), ("a", 10)], "d": [("b", 20), ("a", 10)],
                    "e": [("d", 30), ("b", 20)], "f": [("e", 40), ("d", 30)]}
+
+
+def test_history_counts_are_the_lookback_strictly_before_the_impression() -> None:
+    """hist_impressions / hist_clicks: the user's impressions and clicks in [ts - lookback, ts); the
+    impressions sharing a ts do not count each other, and older ones leave the lookback."""
+    day = 86_400_000
+    records = [_rec(0, 1, "a", in_window=False), _rec(day // 2, 0, "b"), _rec(day, 1, "c"),
+               _rec(day, 0, "d", line_no=1), _rec(day + 1, 1, "e"), _rec(2 * day + 1, 0, "f")]
+    out = {r.features["item_id"]: (r.features["hist_impressions"], r.features["hist_clicks"])
+           for r, _ in build_sequences(records[::-1], ["item_id"], 2, ("hist_impressions", "hist_clicks"), 1)}
+    # "c" and "d" share a ts: each sees a and b only; at 2 days + 1 ms only e (at day + 1 ms) is left
+    assert out == {"b": (1.0, 1.0), "c": (2.0, 1.0), "d": (2.0, 1.0), "e": (3.0, 1.0), "f": (1.0, 1.0)}
+    assert "a" not in out  # a lookback record is history only
+    # without counts in the config the records pass through untouched
+    assert all(set(r.features) == {"item_id"} for r, _ in build_sequences(records, ["item_id"], 2))
+    counter = HistoryCounts(1)
+    for r in records[:5]:
+        counter.add(r.ts, r.click)
+    assert counter.before(2 * day + 1) == {"hist_impressions": 1.0, "hist_clicks": 1.0}
 
 
 def test_time_cuts_are_the_last_two_fifths_and_keep_ties_in_the_earlier_split() -> None:

@@ -145,6 +145,16 @@ def test_convert_then_ingest(fmt: str, tmp_path: Any) -> None:
         assert [g.decode() for g in ex["genres"]] == ITEMS[ex["item_id"][0].decode()][2]
         assert ex["seq_genre"] == [items[i.decode()]["genre"].encode() for i in ex["seq_item_id"]]
     assert max(len(ex["seq_item_id"]) for ex in written) >= 3  # day 0 clicks reach later days
+    # history counts: the user's ratings (and likes) of the 30 days strictly before, as the client counts
+    lookback_s = config.sequence.lookback_days * DAY_S
+    for ex in written:
+        user, ts_s = ex["user_id"][0].decode(), ex["ts"][0] // 1000
+        before = [r for u, _, r, t in rows if u == user and ts_s - lookback_s <= t < ts_s]
+        assert (ex["hist_impressions"], ex["hist_clicks"]) == ([len(before)], [sum(r >= 4 for r in before)])
+        row = build_candidates(out, user, ex["scenario_id"][0].decode(), ["12"], now_ms=ex["ts"][0],
+                               config=config).rows[0]
+        assert (row["hist_impressions"], row["hist_clicks"]) == (len(before), sum(r >= 4 for r in before))
+    assert max(ex["hist_impressions"][0] for ex in written) >= 2
     schema = schema_from_config(load_feature_config(os.path.join(out, "feature_config.yaml")))
     stats = tfdv.generate_statistics_from_tfrecord(os.path.join(str(tmp_path / "examples"), "Split-*", "*.gz"))
     assert not tfdv.validate_statistics(stats, schema, environment="TRAINING").anomaly_info

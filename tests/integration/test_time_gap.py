@@ -1,4 +1,5 @@
-"""SAR-Net's behaviour time (``sequence.time_gap``) through the pipeline: a hand-built log ingested by
+"""Inputs taken from the user's own log, through the pipeline: SAR-Net's behaviour time
+(``sequence.time_gap``) and the history counts (``source: history``). A hand-built log ingested by
 LogExampleGen's Beam code, those examples through Transform, SAR-Net exported with the Transform graph,
 and serving_default requests built the way ``msrec query`` builds them."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
@@ -45,6 +46,8 @@ CONFIG = {
         {"name": "position", "source": "impression", "group": "context", "kind": "numeric"},
         {"name": "category", "source": "items", "group": "item", "kind": "categorical"},
         {"name": "scenario_type", "source": "scenarios", "group": "scenario", "kind": "categorical"},
+        {"name": "hist_impressions", "source": "history", "group": "user", "kind": "numeric"},
+        {"name": "hist_clicks", "source": "history", "group": "user", "kind": "numeric"},
     ],
     "sequence": {"length": SEQ_LEN, "item_features": ["item_id", "category"],
                  "scenario_features": ["scenario_id", "scenario_type"], "time_gap": True},
@@ -176,3 +179,22 @@ def test_the_served_model_takes_the_gaps_and_they_move_the_score(pipeline: Pipel
             fill_tensor_proto(values, request.inputs[name])
     with pytest.raises(InvalidArgument, match="missing input.*seq_time_gap"):
         servable.predict(request, RequestLimits())
+
+
+def test_history_counts_are_ingested_transformed_served_and_move_the_score(pipeline: Pipeline) -> None:
+    target = _target(pipeline.rows)
+    assert (target["hist_impressions"], target["hist_clicks"]) == ([2.0], [2.0])  # the two clicks before NOW
+    row = build_candidates(pipeline.logs, "u1", "s1", ["i3"], now_ms=NOW, config=pipeline.config).rows[0]
+    assert (row["hist_impressions"], row["hist_clicks"]) == (2.0, 2.0)
+    # Transform: the z-score of log(1 + count) over the examples it analysed
+    raw = tf.io.parse_example(pipeline.examples, pipeline.tft_output.raw_feature_spec())
+    transformed = pipeline.tft_output.transform_raw_features(raw)
+    for name in ("hist_impressions", "hist_clicks"):
+        x = np.log1p([r[name][0] for r in pipeline.rows])
+        np.testing.assert_allclose(transformed[name].numpy().reshape(-1), (x - x.mean()) / x.std(), rtol=1e-4, atol=1e-5)
+    signature = Servable("m", 1, pipeline.export_dir).signature("serving_default")
+    assert signature.inputs["hist_clicks"].shape == (None,)
+    inputs, notes = coerce_inputs(as_columns([row, {**row, "hist_clicks": 0.0}]), signature.inputs)
+    assert not notes
+    ctr = signature.run(inputs)["ctr"]
+    assert abs(ctr[0] - ctr[1]) > 1e-6  # only the user's click count differs

@@ -19,12 +19,12 @@ import msrec  # noqa: F401
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from msrec.components.log_example_gen.examples import DATE_FEATURE
+from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY, WARMUP_FILE, \
     raw_input_specs
 
-_NOT_SERVED = (LABEL, FAIRNESS_COEF, DATE_FEATURE)  # training-only inputs
+_NOT_SERVED = (LABEL, FAIRNESS_COEF, DATE_FEATURE, TS_FEATURE)  # training-only inputs
 
 
 def _to_raw_spec(value: tf.Tensor, spec: Any) -> tf.Tensor | tf.SparseTensor:

@@ -1,15 +1,21 @@
-"""Which days a candidate trains on, and from what: incremental or full retrain.
+"""What a candidate trains on, and from what: incremental or full retrain.
 
 Every exported model records its training in ``assets.extra/training.json``: the mode and why, the
-days it trained on, the newest day of all the data behind its weights, the date of the full
-retrain its weights descend from, and the configuration fingerprint (model name, user hparams,
-feature config, scenario vocabulary). The next candidate reads the production model's record:
+days it trained on, ``trained_through`` (for each day folder behind its weights, the newest ts of
+that day's examples it has trained on), the newest day behind it, the date of the full retrain its
+weights descend from, and the configuration fingerprint (model name, user hparams, feature config,
+scenario vocabulary). The next candidate reads the production model's record:
 
-* incremental: continue from production's weights on the window's training days newer than the
-  newest day production has seen (none: production's weights carry over unchanged). A rejected day
-  leaves production in place, so the next run trains on everything production has not seen.
+* incremental: continue from production's weights on the training examples production has not
+  trained on: those of a day folder production never saw, or with a ts above the newest it trained on
+  in that folder. So the part of a day that was validation or eval data when production trained
+  (a short window splits its newest day by time) is trained on the next day instead of never. A
+  rejected day leaves production in place, so the next run trains on everything production has not
+  seen; nothing new: production's weights carry over unchanged.
 * full (the whole window, from scratch): no production model, production without a record, a
   changed fingerprint, or production's last full retrain at least ``full_retrain_days`` old.
+
+A record written before ``trained_through`` existed counts every day up to its newest day as seen.
 """
 from __future__ import annotations
 
@@ -21,28 +27,34 @@ from typing import Any, Iterable, Mapping
 
 import tensorflow as tf
 
-from msrec.components.log_example_gen.examples import DATE_FEATURE
+from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 
 RECORD = "training.json"
 FULL_RETRAIN_DAYS = 7
 INCREMENTAL, FULL = "incremental", "full"
+SEEN_WHOLE_DAY = 2 ** 62  # a trained_through bound above any ts: the whole day folder was seen
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingPlan:
     mode: str
     reason: str
-    days: tuple[str, ...]  # the days this candidate trains on
+    days: tuple[str, ...]  # the day folders this candidate trains on (all or some of their examples)
     newest_day: str | None  # newest day of all the data behind the candidate's weights
     last_full_retrain: str  # run date of the full retrain the weights descend from
     fingerprint: Mapping[str, Any]
+    # day -> newest ts production trained on in it: this candidate trains only on examples above it
+    after: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # day -> newest ts behind the candidate's weights (production's, merged with what this one trains on)
+    trained_through: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def warm_start(self) -> bool:
         return self.mode == INCREMENTAL
 
     def record(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "days": list(self.days), "fingerprint": dict(self.fingerprint)}
+        return {**dataclasses.asdict(self), "days": list(self.days), "fingerprint": dict(self.fingerprint),
+                "after": dict(self.after), "trained_through": dict(self.trained_through)}
 
 
 def fingerprint(model: str, hparams: Mapping[str, Any], feature_config: Mapping[str, Any],
@@ -53,14 +65,25 @@ def fingerprint(model: str, hparams: Mapping[str, Any], feature_config: Mapping[
                                   "scenario_vocabulary": list(scenario_vocabulary)}, sort_keys=True))
 
 
+def _seen(production: Mapping[str, Any], day: str) -> int | None:
+    """The newest ts production trained on in ``day`` (None: none of it)."""
+    through = production.get("trained_through")
+    if through is None:  # an older record: every day up to its newest day counts as seen
+        newest = production.get("newest_day")
+        return SEEN_WHOLE_DAY if newest is not None and day <= newest else None
+    return through.get(day)
+
+
 def plan(production: Mapping[str, Any] | None, has_production: bool, current: Mapping[str, Any],
-         window_days: Iterable[str], run_date: str, full_retrain_days: int) -> TrainingPlan:
-    """The plan for the run of ``run_date`` whose training split holds ``window_days``.
-    ``production``: the production model's record (None when it has none or there is none)."""
-    days = tuple(sorted(set(window_days)))
+         window: Mapping[str, int], run_date: str, full_retrain_days: int) -> TrainingPlan:
+    """The plan for the run of ``run_date`` whose training split holds ``window``: each day folder's
+    newest ts in it. ``production``: the production model's record (None when it has none or there
+    is none)."""
+    days = tuple(sorted(window))
 
     def full(reason: str) -> TrainingPlan:
-        return TrainingPlan(FULL, reason, days, days[-1] if days else None, run_date, current)
+        return TrainingPlan(FULL, reason, days, days[-1] if days else None, run_date, current,
+                            trained_through={d: int(window[d]) for d in days})
 
     if not has_production:
         return full("no production model")
@@ -74,13 +97,19 @@ def plan(production: Mapping[str, Any] | None, has_production: bool, current: Ma
     if age >= full_retrain_days:
         return full(f"the production model's last full retrain ({production['last_full_retrain']}) is {age} days "
                     f"old (period {full_retrain_days})")
+    after = {d: seen for d in days if (seen := _seen(production, d)) is not None}
+    new = tuple(d for d in days if d not in after or window[d] > after[d])
+    through = {d: int(t) for d, t in (production.get("trained_through") or {}).items()}
+    through.update({d: max(int(window[d]), through.get(d, -1)) for d in new})
     seen = production["newest_day"]
-    new = tuple(d for d in days if seen is None or d > seen)
-    reason = (f"continues the production model (trained through {seen})" if new else
-              f"the production model has trained on every training day of the window (through {seen}); "
+    where = ", ".join(f"{d} after {dt.datetime.fromtimestamp(after[d] / 1000, dt.timezone.utc):%H:%M:%S}"
+                      if d in after else d for d in new)
+    reason = (f"continues the production model (trained through {seen}) on {where}" if new else
+              f"the production model has trained on every training example of the window (through {seen}); "
               "its weights carry over")
     return TrainingPlan(INCREMENTAL, reason, new, max(filter(None, (seen, *new)), default=None),
-                        production["last_full_retrain"], current)
+                        production["last_full_retrain"], current, after={d: after[d] for d in new if d in after},
+                        trained_through=through)
 
 
 def read_record(model_dir: str) -> dict[str, Any] | None:
@@ -98,20 +127,35 @@ def write_record(training: TrainingPlan, serving_model_dir: str) -> None:
         json.dump(training.record(), fh, indent=1)
 
 
-def _day_of(serialized: tf.Tensor) -> tf.Tensor:
-    return tf.io.parse_single_example(serialized, {DATE_FEATURE: tf.io.FixedLenFeature([], tf.string)})[DATE_FEATURE]
+_DAY_AND_TS = {DATE_FEATURE: tf.io.FixedLenFeature([], tf.string), TS_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
 
 
-def days_in(files: list[str]) -> list[str]:
-    """The distinct days of gzipped transformed examples."""
+def _day_and_ts(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    parsed = tf.io.parse_example(serialized, _DAY_AND_TS)
+    return parsed[DATE_FEATURE], parsed[TS_FEATURE]
+
+
+def newest_ts_by_day(files: list[str]) -> dict[str, int]:
+    """Each day folder of gzipped transformed examples -> the newest ts among its examples."""
     records = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    found: set[str] = set()
-    for batch in records.map(_day_of, num_parallel_calls=tf.data.AUTOTUNE).batch(65536):
-        found.update(v.decode() for v in set(batch.numpy().tolist()))
-    return sorted(found)
+    found: dict[str, int] = {}
+    for days, ts in records.batch(65536).map(_day_and_ts, num_parallel_calls=tf.data.AUTOTUNE):
+        for day, t in zip(days.numpy().tolist(), ts.numpy().tolist()):
+            if t > found.get(day, -1):
+                found[day] = t
+    return {d.decode(): t for d, t in sorted(found.items())}
 
 
-def only_days(records: tf.data.Dataset, days: Iterable[str]) -> tf.data.Dataset:
-    """The serialized transformed examples of ``days``."""
-    wanted = tf.constant(sorted(days) or [""], tf.string)
-    return records.filter(lambda r: tf.reduce_any(tf.equal(_day_of(r), wanted)))
+def only_new(records: tf.data.Dataset, days: Iterable[str], after: Mapping[str, int]) -> tf.data.Dataset:
+    """The serialized transformed examples of ``days`` with a ts above ``after`` of their day (all of
+    a day without a bound)."""
+    days = sorted(days)
+    wanted = tf.constant(days or [""], tf.string)
+    bounds = tf.constant([after.get(d, -1) for d in days] or [SEEN_WHOLE_DAY], tf.int64)
+
+    def keep(serialized: tf.Tensor) -> tf.Tensor:
+        day, ts = _day_and_ts(serialized[tf.newaxis])
+        match = tf.equal(day[0], wanted)
+        return tf.reduce_any(match) & (ts[0] > tf.reduce_max(tf.where(match, bounds, -1)))
+
+    return records.filter(keep)

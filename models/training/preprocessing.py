@@ -16,8 +16,8 @@ here is a serving rule too:
 * ``seq_time_gap`` (with ``sequence.time_gap``): seconds -> SAR-Net's behaviour-time bucket ids
   (``time_gap_bucket``), 0 where no behaviour is recorded.
 * ``fairness_coef`` (training only) passes through, 1.0 when absent.
-* ``date`` (training only, the example's day folder) passes through: the Trainer picks the days it
-  trains on by it (models/training/incremental.py).
+* ``date`` (training only, the example's day folder) and ``ts`` pass through: the Trainer picks the
+  examples it trains on by them (models/training/incremental.py).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import msrec  # noqa: F401
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from msrec.components.log_example_gen.examples import DATE_FEATURE
+from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.models.papers.sarnet import time_gap_bucket
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, TIME_GAP_FEATURE, FeatureConfig
 
@@ -122,6 +122,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         outputs[FAIRNESS_COEF] = tf.cast(dense_scalar(inputs[FAIRNESS_COEF], 1.0), tf.float32)
     if DATE_FEATURE in inputs:
         outputs[DATE_FEATURE] = dense_scalar(inputs[DATE_FEATURE], "")
+    if TS_FEATURE in inputs:
+        outputs[TS_FEATURE] = tf.cast(dense_scalar(inputs[TS_FEATURE], 0), tf.int64)
     return outputs
 
 

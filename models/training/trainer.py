@@ -10,14 +10,14 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import msrec  # noqa: F401
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from msrec.components.log_example_gen.examples import DATE_FEATURE
+from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.components.trainer.component import RUN_DATE_KEY
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
 from msrec.models.training import export, incremental, loop, warm_start, workers
@@ -38,13 +38,13 @@ def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scena
 
 
 def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
-            shuffle: bool, seed: int = 0, days: Iterable[str] | None = None) -> tf.data.Dataset:
-    """(features, label, sample_weight) batches from gzipped transformed examples (of ``days`` only,
-    when given)."""
+            shuffle: bool, seed: int = 0, plan: incremental.TrainingPlan | None = None) -> tf.data.Dataset:
+    """(features, label, sample_weight) batches from gzipped transformed examples (those the
+    training ``plan`` picks, when given)."""
     spec = tft_output.transformed_feature_spec()
     ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    if days is not None:
-        ds = incremental.only_days(ds, days)
+    if plan is not None:
+        ds = incremental.only_new(ds, plan.days, plan.after)
     if shuffle:
         ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
@@ -53,6 +53,7 @@ def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_s
         features = dict(features)
         label = tf.cast(features.pop(LABEL), tf.float32)
         features.pop(DATE_FEATURE, None)
+        features.pop(TS_FEATURE, None)
         fc = features.get(FAIRNESS_COEF, tf.ones_like(label))
         weight = fc if use_fc_weight else tf.ones_like(label)
         return features, label, weight
@@ -139,10 +140,10 @@ def train_and_export(fn_args: Any) -> None:
         incremental.read_record(fn_args.base_model) if fn_args.base_model else None, bool(fn_args.base_model),
         incremental.fingerprint(cfg["model"], cfg.get("hparams") or {}, cfg[FEATURE_CONFIG_KEY],
                                 cfg[SCENARIO_VOCAB_KEY]),
-        incremental.days_in(_files(fn_args.train_files)), cfg[RUN_DATE_KEY],
+        incremental.newest_ts_by_day(_files(fn_args.train_files)), cfg[RUN_DATE_KEY],
         int(cfg.get("full_retrain_days", incremental.FULL_RETRAIN_DAYS)))
     log.info("Trainer: %s training on %s: %s", training.mode, list(training.days), training.reason)
-    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True, days=training.days)
+    train = dataset(fn_args.train_files, tft_output, batch_size, use_fc, shuffle=True, plan=training)
     # Unweighted: the epoch is selected by the AUC the Evaluator and the blessing measure.
     val = dataset(fn_args.eval_files, tft_output, batch_size, use_fc_weight=False, shuffle=False)
     with strategy.scope():

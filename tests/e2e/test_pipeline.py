@@ -17,6 +17,7 @@ import tensorflow as tf
 import msrec  # noqa: F401
 from msrec.components.fairness_gen.scenario_stats import FC_TABLE_NAME
 from msrec.data import truth
+from msrec.models.training import incremental
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, OUTPUT_KEY
 from msrec.pipeline import daily
 
@@ -108,6 +109,21 @@ def test_intervened_items_get_lower_fairness_coefficients(backfill, data):
 def _pushed_model(workdir: str) -> str:
     base = os.path.join(workdir, "serving", "sarnet")
     return os.path.join(base, max(os.listdir(base), key=lambda v: int(v) if v.isdigit() else -1))
+
+
+def test_day_two_continues_day_one_on_every_example_it_did_not_train_on(backfill):
+    """Day 1's model trained on the first part of day 1 (a one-day window splits it by time); day 2
+    continues it on the rest of day 1 (then val and eval data) and on day 2's train part."""
+    workdir, reports = backfill
+    base = os.path.join(workdir, "serving", "sarnet")
+    records = [incremental.read_record(os.path.join(base, str(r["pushed_version"]))) for r in reports]
+    first, second = records
+    d1, d2 = reports[0]["date"], reports[1]["date"]
+    assert first["mode"] == "full" and first["days"] == [d1] and set(first["trained_through"]) == {d1}
+    assert second["mode"] == "incremental" and second["days"] == [d1, d2]
+    assert second["after"] == {d1: first["trained_through"][d1]}
+    assert second["trained_through"][d1] > first["trained_through"][d1]  # the rest of day 1 was trained on
+    assert reports[1]["training"]["days"] == [d1, d2]
 
 
 def _eval_examples(workdir: str, n: int) -> list[tf.train.Example]:

@@ -9,7 +9,6 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.example import example_pb2
-from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
 
@@ -27,14 +26,7 @@ class LoadError(Exception):
 
 
 class Signature:
-    """A signature's concrete function with its inputs read from the function itself.
-
-    Predict calls it on the request's TensorProtos (:meth:`run_protos`): each is handed to one
-    TensorFlow function as its serialized bytes, decoded there by ``tf.io.parse_tensor`` and passed
-    straight to the model, as TF Serving decodes in C++. Decoding in Python instead (a bytes object
-    per string, a numpy object array, then a tensor copy of it) cost more than the model itself at
-    100 candidates with 50-long behaviour sequences.
-    """
+    """A signature's concrete function with its inputs read from the function itself."""
 
     def __init__(self, name: str, fn: tf.types.experimental.ConcreteFunction) -> None:
         args, kwargs = fn.structured_input_signature
@@ -50,36 +42,6 @@ class Signature:
             for k, spec in kwargs.items()
         }
         self.outputs = sorted(fn.structured_outputs)
-        self._order = sorted(self.inputs)
-        self._decode_and_call = tf.function(self._from_protos, input_signature=[
-            tf.TensorSpec([len(self._order)], tf.string)]) if self._order else None
-
-    def _from_protos(self, serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        """(the function's outputs, whether each float input is all finite) from serialized protos."""
-        features, finite = {}, []
-        for i, name in enumerate(self._order):
-            spec = self._fn.structured_input_signature[1][name]
-            x = tf.ensure_shape(tf.io.parse_tensor(serialized[i], spec.dtype), spec.shape)
-            features[name] = x
-            finite.append(tf.reduce_all(tf.math.is_finite(x)) if spec.dtype.is_floating else tf.constant(True))
-        return self._fn(**features), tf.stack(finite)
-
-    def run_protos(self, protos: Mapping[str, tensor_pb2.TensorProto],
-                   outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """:meth:`run` on TensorProtos already checked against :attr:`inputs` (check_request_tensors).
-
-        A NaN or infinite float input is refused, as :func:`to_ndarray` with ``finite`` refuses it."""
-        if self._decode_and_call is None:
-            return self.run({}, outputs)
-        serialized = tf.constant([protos[name].SerializeToString() for name in self._order])
-        try:
-            result, finite = self._decode_and_call(serialized)
-        except tf.errors.InvalidArgumentError as e:
-            raise InvalidArgument(f"signature {self.name!r} rejected the inputs: {e.message}") from e
-        for name, ok in zip(self._order, finite.numpy()):
-            if not ok:
-                to_ndarray(protos[name], name, finite=True)  # raises, naming the value and where it is
-        return {k: result[k].numpy() for k in outputs or self.outputs}
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """One call of the function with every input; model-side rejections become INVALID_ARGUMENT."""
@@ -145,7 +107,7 @@ class Servable:
             if unknown:
                 raise InvalidArgument(f"output_filter names {shown_list(unknown)}, which signature "
                                       f"{name!r} does not have; its outputs: {sig.outputs}")
-        result = sig.run_protos(request.inputs, outputs)
+        result = sig.run({k: to_ndarray(v, k, finite=True) for k, v in request.inputs.items()}, outputs)
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, name)
         for key, value in result.items():

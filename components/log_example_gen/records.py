@@ -37,11 +37,11 @@ SIDE_REASONS: tuple[str, ...] = (
 DUPLICATE = "duplicate"
 
 RAW_PREVIEW_CHARS = 500
-_MS_PER_DAY = 86_400_000
+MS_PER_DAY = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
 # a ts in seconds instead of milliseconds reads as January 1970, long before the lower bound
-TS_MIN_MS = (dt.date(1990, 1, 1) - _EPOCH).days * _MS_PER_DAY
-TS_MAX_MS = (dt.date(2100, 1, 1) - _EPOCH).days * _MS_PER_DAY
+TS_MIN_MS = (dt.date(1990, 1, 1) - _EPOCH).days * MS_PER_DAY
+TS_MAX_MS = (dt.date(2100, 1, 1) - _EPOCH).days * MS_PER_DAY
 _ID_FIELDS = ("user_id", "item_id", "scenario_id")
 
 
@@ -77,7 +77,7 @@ def quarantine_entry(reason: str, detail: str, file: str, line_no: int, raw: byt
 
 
 def day_start_ms(day: dt.date) -> int:
-    return (day - _EPOCH).days * _MS_PER_DAY
+    return (day - _EPOCH).days * MS_PER_DAY
 
 
 def normalise(feature: Feature, value: Any) -> Any:
@@ -210,8 +210,8 @@ def _check_ts(ts: int, day: dt.date) -> None:
     if ts > TS_MAX_MS:
         raise BadValue(BAD_TS, f"ts {ts} is after 2100-01-01")
     # Late or early events are tolerated by one day on either side of the day folder.
-    lo = day_start_ms(day) - _MS_PER_DAY
-    hi = day_start_ms(day) + 2 * _MS_PER_DAY
+    lo = day_start_ms(day) - MS_PER_DAY
+    hi = day_start_ms(day) + 2 * MS_PER_DAY
     if not lo <= ts < hi:
         raise BadValue(BAD_TS, f"ts {ts} is outside {day - dt.timedelta(days=1)}..{day + dt.timedelta(days=1)}")
 

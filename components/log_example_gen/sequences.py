@@ -9,10 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
-from msrec.components.log_example_gen.records import Impression
+from msrec.components.log_example_gen.records import MS_PER_DAY, Impression
 from msrec.schemas.feature_config import HISTORY_CLICKS, HISTORY_IMPRESSIONS
-
-MS_PER_DAY = 86_400_000
 
 
 class Behaviour(NamedTuple):

@@ -23,13 +23,12 @@ from msrec.schemas.feature_config import (SIDE_TABLE_KEYS, TIME_GAP_FEATURE, Fea
                                           load_feature_config)
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.reading import LineReader
-from msrec.components.log_example_gen.records import (BadValue, Impression, ImpressionParser, SideRowParser,
-                                                    join_side_rows, normalise)
+from msrec.components.log_example_gen.records import (MS_PER_DAY, BadValue, Impression, ImpressionParser,
+                                                    SideRowParser, join_side_rows, normalise)
 from msrec.components.log_example_gen.sequences import HistoryCounts, chronological, history_before
 
 FEATURE_CONFIG_FILE = "feature_config.yaml"
 IMPRESSION_SUFFIXES = (".jsonl", ".jsonl.gz")
-_MS_PER_DAY = 86_400_000
 
 # How a context feature is set at request time. Rules: "slot" = the candidate's rank slot 1..n;
 # "hour" = the UTC hour of `now`; "last:<fallback>" = the user's value in their most recent
@@ -113,7 +112,7 @@ def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, 
     now_day = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
     # late events sit up to a day away from their folder, so read one folder more on each side
     files = _day_files(logs_dir, now_day - dt.timedelta(days=lookback_days + 1), now_day + dt.timedelta(days=1))
-    oldest = now_ms - lookback_days * _MS_PER_DAY
+    oldest = now_ms - lookback_days * MS_PER_DAY
     needle = json.dumps(user_id).encode()
     records: list[Impression] = []
     unreadable = 0

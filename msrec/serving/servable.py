@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -14,7 +14,8 @@ from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, 
 
 from msrec.serving.errors import FailedPrecondition, InvalidArgument, ServingError, shown, shown_list
 from msrec.serving.limits import RequestLimits
-from msrec.serving.tensors import InputSpec, check_request_tensors, fill_tensor_proto, to_ndarray
+from msrec.serving.tensors import InputSpec, check_input_names, check_request_tensors, fill_tensor_proto, non_finite
+from msrec.serving.wire import DecodedInputs, InputDecoder, decoded_dtype, parse_request
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, WARMUP_FILE
 
 CTR_OUTPUT = "ctr"
@@ -42,6 +43,28 @@ class Signature:
             for k, spec in kwargs.items()
         }
         self.outputs = sorted(fn.structured_outputs)
+        self.decoder = InputDecoder(self.inputs)
+        self._run_decoded = tf.function(self._shaped_call, autograph=False, input_signature=[
+            {k: tf.TensorSpec([None], decoded_dtype(spec.dtype)) for k, spec in self.inputs.items()},
+            tf.TensorSpec([None], tf.int64), tf.TensorSpec([len(self.inputs)], tf.int32)])
+
+    def _shaped_call(self, values: Mapping[str, tf.Tensor], dims: tf.Tensor, ranks: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The function on flat values, each broadcast (a single value) or reshaped to its dims."""
+        inputs, ends = {}, tf.cumsum(ranks)
+        for i, name in enumerate(self.decoder.names):
+            shape = dims[ends[i] - ranks[i]:ends[i]]
+            shaped = tf.reshape(tf.broadcast_to(values[name], tf.reshape(tf.reduce_prod(shape), [1])), shape)
+            spec_shape = self.inputs[name].shape
+            inputs[name] = shaped if spec_shape is None else tf.ensure_shape(shaped, spec_shape)
+        return self._fn(**inputs)
+
+    def run_decoded(self, decoded: DecodedInputs, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        """One call on what ``self.decoder`` returned, once its headers have passed the checks."""
+        try:
+            result = self._run_decoded(decoded.values, decoded.dims, decoded.ranks)
+        except tf.errors.InvalidArgumentError as e:
+            raise InvalidArgument(f"signature {self.name!r} rejected the inputs: {e.message}") from e
+        return {k: result[k].numpy() for k in outputs or self.outputs}
 
     def run(self, inputs: Mapping[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """One call of the function with every input; model-side rejections become INVALID_ARGUMENT."""
@@ -97,17 +120,24 @@ class Servable:
                                      f"{self.model_name!r} version {self.version}; it has "
                                      f"{sorted(self.signatures)}") from None
 
-    def predict(self, request: predict_pb2.PredictRequest, limits: RequestLimits) -> predict_pb2.PredictResponse:
+    def predict(self, request: Any, limits: RequestLimits) -> predict_pb2.PredictResponse:
+        """Answer a request parsed by ``wire.parse_request``: its inputs are serialized TensorProtos."""
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         sig = self.signature(name)
-        check_request_tensors(request.inputs, sig.inputs, name, limits)
+        check_input_names(request.inputs, sig.inputs, name)
+        decoded = sig.decoder.decode(request.inputs)
+        headers = decoded.headers
+        check_request_tensors(headers, sig.inputs, name, limits)
         outputs = list(request.output_filter) or None
         if outputs:
             unknown = sorted(set(outputs) - set(sig.outputs))
             if unknown:
                 raise InvalidArgument(f"output_filter names {shown_list(unknown)}, which signature "
                                       f"{name!r} does not have; its outputs: {sig.outputs}")
-        result = sig.run({k: to_ndarray(v, k, finite=True) for k, v in request.inputs.items()}, outputs)
+        not_finite = [headers[k] for k in sorted(headers) if not headers[k].finite]
+        if not_finite:
+            raise non_finite(not_finite[0], decoded.values[not_finite[0].name].numpy())
+        result = sig.run_decoded(decoded, outputs)
         response = predict_pb2.PredictResponse()
         self._fill_spec(response.model_spec, name)
         for key, value in result.items():
@@ -168,7 +198,7 @@ class Servable:
             kind = log.WhichOneof("log_type")
             try:
                 if kind == "predict_log":
-                    self.predict(log.predict_log.request, limits)
+                    self.predict(parse_request(log.predict_log.request.SerializeToString()), limits)
                 elif kind == "classify_log":
                     self.classify(log.classify_log.request, limits)
                 else:

@@ -32,6 +32,7 @@ from msrec.serving.limits import (DEFAULT_MAX_CANDIDATES, DEFAULT_MAX_MESSAGE_BY
                                   RequestLimits)
 from msrec.serving.model_manager import ModelManager, ServerCore
 from msrec.serving.servable import Servable
+from msrec.serving.wire import parse_request
 
 log = logging.getLogger("msrec.serving")
 
@@ -79,10 +80,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 return answer(servable)
         return work
 
-    def Predict(self, request: predict_pb2.PredictRequest,  # noqa: N802 - gRPC method names
+    def Predict(self, request: bytes,  # noqa: N802 - gRPC method names
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
-        return _answer(context, "Predict", self._with_servable(
-            request.model_spec, lambda servable: servable.predict(request, self._core.limits)))
+        """Takes the request's wire bytes (see ``add_to_server``): ``wire`` decodes them."""
+        def work() -> predict_pb2.PredictResponse:
+            frame = parse_request(request)
+            return self._with_servable(
+                frame.model_spec, lambda servable: servable.predict(frame, self._core.limits))()
+        return _answer(context, "Predict", work)
 
     def Classify(self, request: classification_pb2.ClassificationRequest,  # noqa: N802
                  context: grpc.ServicerContext) -> classification_pb2.ClassificationResponse:
@@ -120,6 +125,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                                       f"metadata served), got {shown_list(fields)}")
             return lease()
         return _answer(context, "GetModelMetadata", work)
+
+
+def add_prediction_service(servicer: PredictionServicer, server: grpc.Server) -> None:
+    """The generated registration, with Predict taking the undeserialized request bytes: the
+    server looks handlers up in the order they were added, so this Predict comes first."""
+    raw_predict = grpc.unary_unary_rpc_method_handler(
+        servicer.Predict, request_deserializer=None, response_serializer=predict_pb2.PredictResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService", {"Predict": raw_predict}),))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(servicer, server)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -200,7 +215,7 @@ def start_server(model_name: str | None = None, model_base_path: str | None = No
         options=[("grpc.max_receive_message_length", max_message_bytes),
                  ("grpc.max_send_message_length", max_message_bytes),
                  ("grpc.so_reuseport", 0)])  # a port already in use is an error, not shared
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(core), server)
+    add_prediction_service(PredictionServicer(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
     bound = _bind(server, host, port, ssl_cert, ssl_key)
     try:

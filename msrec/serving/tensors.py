@@ -1,4 +1,4 @@
-"""TensorProto <-> numpy in bulk, and the checks of a request's tensors against a signature.
+"""TensorProto <-> numpy in bulk, and the checks of a request's tensors (their headers) against a signature.
 
 Shared by the server and the client. Every conversion touches a whole repeated field or byte
 buffer at once (``list(string_val)``, ``np.fromiter``, ``np.frombuffer``): no Python work per
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -66,39 +66,65 @@ class InputSpec:
 MAX_RANK = 254  # TensorFlow's TensorShape::MaxDimensions()
 
 
-def proto_shape(proto: tensor_pb2.TensorProto, name: str) -> tuple[int, ...]:
-    if proto.tensor_shape.unknown_rank:
+def value_field(dtype: int) -> str | None:
+    """The TensorProto field that holds values of ``dtype`` (None when not supported)."""
+    kind = _KINDS.get(dtype)
+    return kind.field if kind else None
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorHeader:
+    """What the checks need of one TensorProto, read without turning its values into Python objects."""
+
+    name: str
+    dtype: int
+    dims: tuple[int, ...]
+    unknown_rank: bool = False
+    content_bytes: int = 0  # len(tensor_content); always 0 for strings, whose content TensorFlow ignores
+    field_count: int = 0  # values in the dtype's repeated field (float_val, string_val, ...)
+    string_bytes: int = 0
+    finite: bool = True
+
+
+def header_of(proto: tensor_pb2.TensorProto, name: str = "tensor") -> TensorHeader:
+    """The header of a parsed TensorProto (the client's view of a response)."""
+    field = value_field(proto.dtype)
+    values = getattr(proto, field) if field else ()
+    return TensorHeader(name=name, dtype=proto.dtype, dims=tuple(int(d.size) for d in proto.tensor_shape.dim),
+                        unknown_rank=proto.tensor_shape.unknown_rank,
+                        content_bytes=0 if proto.dtype == types_pb2.DT_STRING else len(proto.tensor_content),
+                        field_count=len(values))
+
+
+def header_shape(header: TensorHeader) -> tuple[int, ...]:
+    name = header.name
+    if header.unknown_rank:
         raise InvalidArgument(f"input {shown(name)}: the tensor has an unknown rank; send its shape")
-    if len(proto.tensor_shape.dim) > MAX_RANK:
-        raise InvalidArgument(f"input {shown(name)}: rank {len(proto.tensor_shape.dim)} is over "
-                              f"TensorFlow's {MAX_RANK}")
-    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
-        raise InvalidArgument(f"input {shown(name)}: shape {list(shape)} has a negative dimension")
-    return shape
+    if len(header.dims) > MAX_RANK:
+        raise InvalidArgument(f"input {shown(name)}: rank {len(header.dims)} is over TensorFlow's {MAX_RANK}")
+    if any(d < 0 for d in header.dims):
+        raise InvalidArgument(f"input {shown(name)}: shape {list(header.dims)} has a negative dimension")
+    return header.dims
 
 
-def _kind(proto: tensor_pb2.TensorProto, name: str) -> _Kind:
-    kind = _KINDS.get(proto.dtype)
+def _kind(header: TensorHeader) -> _Kind:
+    kind = _KINDS.get(header.dtype)
     if kind is None:
-        raise InvalidArgument(f"input {shown(name)}: dtype {dtype_name(proto.dtype)} is not supported; "
+        raise InvalidArgument(f"input {shown(header.name)}: dtype {dtype_name(header.dtype)} is not supported; "
                               f"use one of {sorted(dtype_name(d) for d in _KINDS)}")
     return kind
 
 
-def _uses_content(proto: tensor_pb2.TensorProto) -> bool:
-    return bool(proto.tensor_content) and proto.dtype != types_pb2.DT_STRING
-
-
-def _value_count(proto: tensor_pb2.TensorProto, kind: _Kind, name: str) -> int:
-    """How many values the proto carries, read without decoding them."""
-    if _uses_content(proto):
-        size, item = len(proto.tensor_content), kind.numpy.itemsize
+def value_count(header: TensorHeader) -> int:
+    """How many values the tensor carries: tensor_content's, when set, else its repeated field's."""
+    kind = _kind(header)
+    if header.content_bytes:
+        size, item = header.content_bytes, kind.numpy.itemsize
         if size % item:
-            raise InvalidArgument(f"input {shown(name)}: tensor_content holds {size} bytes, not a "
-                                  f"multiple of the {item} bytes of one {dtype_name(proto.dtype)}")
+            raise InvalidArgument(f"input {shown(header.name)}: tensor_content holds {size} bytes, not a "
+                                  f"multiple of the {item} bytes of one {dtype_name(header.dtype)}")
         return size // item
-    return len(getattr(proto, kind.field))
+    return header.field_count
 
 
 def _check_fill(shape: tuple[int, ...], count: int, name: str) -> None:
@@ -107,18 +133,17 @@ def _check_fill(shape: tuple[int, ...], count: int, name: str) -> None:
                               f"but the tensor holds {count}")
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor", finite: bool = False) -> np.ndarray:
+def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor") -> np.ndarray:
     """Decode a TensorProto; ``InvalidArgument`` if its values do not fill its shape.
 
-    A single value for a larger shape is broadcast, as TensorFlow's own decoder does. With
-    ``finite``, NaN or infinite floats are refused too (a model input has no use for them: they
-    come back as NaN scores).
+    A single value for a larger shape is broadcast, as TensorFlow's own decoder does.
     """
-    shape = proto_shape(proto, name)
-    kind = _kind(proto, name)
-    count = _value_count(proto, kind, name)
+    header = header_of(proto, name)
+    shape = header_shape(header)
+    kind = _kind(header)
+    count = value_count(header)
     _check_fill(shape, count, name)
-    if _uses_content(proto):
+    if header.content_bytes:
         flat = np.frombuffer(proto.tensor_content, dtype=kind.numpy)
     else:
         values = getattr(proto, kind.field)
@@ -126,13 +151,17 @@ def to_ndarray(proto: tensor_pb2.TensorProto, name: str = "tensor", finite: bool
             flat = np.array(list(values), dtype=object)
         else:
             flat = np.fromiter(values, dtype=kind.numpy, count=count)
-    if finite and flat.dtype.kind == "f" and not np.isfinite(flat).all():
-        bad = flat[~np.isfinite(flat)][0]
-        raise InvalidArgument(f"input {shown(name)} holds {bad} at flat index "
-                              f"{int(np.flatnonzero(~np.isfinite(flat))[0])}; inputs must be finite")
     if flat.size == math.prod(shape):
         return flat.reshape(shape)
     return np.full(shape, flat[0], dtype=kind.numpy)
+
+
+def non_finite(header: TensorHeader, flat: np.ndarray) -> InvalidArgument:
+    """The refusal of an input whose header says it holds a NaN or infinite float (they would come
+    back as NaN scores); ``flat``: its values."""
+    bad = ~np.isfinite(flat)
+    return InvalidArgument(f"input {shown(header.name)} holds {flat[bad][0]} at flat index "
+                          f"{int(np.flatnonzero(bad)[0])}; inputs must be finite")
 
 
 def _as_dt(array: np.ndarray) -> int:
@@ -179,31 +208,37 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     return fill_tensor_proto(array, tensor_pb2.TensorProto())
 
 
-def check_request_tensors(tensors: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, InputSpec],
-                          signature: str, limits: RequestLimits) -> None:
-    """Check names, dtypes, shapes, the batch size and what the tensors decode to, on the protos.
-
-    Runs before anything is decoded, so no request allocates more than ``limits`` allow.
-    Raises ``InvalidArgument`` with a message that lists what the signature expects.
-    """
-    unknown = sorted(set(tensors) - set(specs))
-    missing = sorted(set(specs) - set(tensors))
+def check_input_names(names: Iterable[str], specs: Mapping[str, InputSpec], signature: str) -> None:
+    """Raises ``InvalidArgument`` naming unknown or missing inputs and listing what the signature expects."""
+    names = set(names)
+    unknown = sorted(names - set(specs))
+    missing = sorted(set(specs) - names)
     if unknown or missing:
         expected = "; ".join(specs[n].describe() for n in sorted(specs))
         what = f"unknown input(s) {shown_list(unknown)}" if unknown else f"missing input(s) {shown_list(missing)}"
         raise InvalidArgument(f"{what} for signature {shown(signature)}; expected inputs: {expected}")
+
+
+def check_request_tensors(tensors: Mapping[str, TensorHeader], specs: Mapping[str, InputSpec],
+                          signature: str, limits: RequestLimits) -> None:
+    """Check names, dtypes, shapes, the batch size and what the tensors decode to, on their headers.
+
+    Runs before any value is broadcast to its shape, so no request allocates more than ``limits``
+    allow. Raises ``InvalidArgument`` with a message that lists what the signature expects.
+    """
+    check_input_names(tensors, specs, signature)
     batch: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     for name in sorted(tensors):
-        proto, spec = tensors[name], specs[name]
-        if proto.dtype != spec.dtype:
-            raise InvalidArgument(f"input {name!r} has dtype {dtype_name(proto.dtype)}; signature "
+        header, spec = tensors[name], specs[name]
+        if header.dtype != spec.dtype:
+            raise InvalidArgument(f"input {name!r} has dtype {dtype_name(header.dtype)}; signature "
                                   f"{shown(signature)} expects {spec.describe()}")
-        if spec.shape is not None and len(proto.tensor_shape.dim) != len(spec.shape):
-            raise InvalidArgument(f"input {name!r} has shape {_spell(proto)} (rank "
-                                  f"{len(proto.tensor_shape.dim)}); signature {shown(signature)} expects "
+        if spec.shape is not None and len(header.dims) != len(spec.shape):
+            raise InvalidArgument(f"input {name!r} has shape {_spell(header)} (rank "
+                                  f"{len(header.dims)}); signature {shown(signature)} expects "
                                   f"{spec.describe()} (rank {len(spec.shape)})")
-        shape = shapes[name] = proto_shape(proto, name)
+        shape = shapes[name] = header_shape(header)
         if spec.shape is not None:
             for axis, (got, want) in enumerate(zip(shape, spec.shape)):
                 if want is not None and got != want:
@@ -231,26 +266,25 @@ def check_request_tensors(tensors: Mapping[str, tensor_pb2.TensorProto], specs: 
                               f"server accepts at most {limits.max_message_bytes:,} (--max_message_bytes)")
 
 
-def _spell(proto: tensor_pb2.TensorProto) -> str:
-    dims = [str(d.size) for d in proto.tensor_shape.dim[:8]]
-    return "[" + ", ".join(dims) + (", ...]" if len(proto.tensor_shape.dim) > 8 else "]")
+def _spell(header: TensorHeader) -> str:
+    dims = [str(d) for d in header.dims[:8]]
+    return "[" + ", ".join(dims) + (", ...]" if len(header.dims) > 8 else "]")
 
 
-def _check_size(proto: tensor_pb2.TensorProto, spec: InputSpec, shape: tuple[int, ...],
-                limits: RequestLimits) -> int:
+def _check_size(header: TensorHeader, spec: InputSpec, shape: tuple[int, ...], limits: RequestLimits) -> int:
     """Refuse an input that holds more elements than its budget; return the bytes it decodes to."""
-    kind = _kind(proto, spec.name)
-    count = _value_count(proto, kind, spec.name)
+    kind = _kind(header)
+    count = value_count(header)
     _check_fill(shape, count, spec.name)
     elements, budget = math.prod(shape), limits.max_elements(spec.shape)
     if elements > budget:
         raise InvalidArgument(f"input {spec.name!r} has shape {list(shape)}: {elements:,} elements after "
                               f"broadcasting; {spec.describe()} may hold at most {budget:,} here "
                               f"(--max_candidates rows x --max_sequence_length per unknown inner dimension)")
-    if proto.dtype != types_pb2.DT_STRING:
+    if header.dtype != types_pb2.DT_STRING:
         return elements * kind.numpy.itemsize
     if count == 1 and elements > 1:  # a broadcast string is copied into every element
-        return len(proto.string_val[0]) * elements
-    return proto.ByteSize()
+        return header.string_bytes * elements
+    return header.string_bytes
 
 

@@ -15,7 +15,7 @@ from google.protobuf import message_factory
 _F = descriptor_pb2.FieldDescriptorProto
 
 
-def _field(name: str, number: int, type_: int, type_name: str = "", repeated: bool = False) -> _F:
+def field_descriptor(name: str, number: int, type_: int, type_name: str = "", repeated: bool = False) -> _F:
     field = _F(name=name, number=number, type=type_,
                label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL)
     if type_name:  # set only for message fields: an empty type_name still counts as set
@@ -34,23 +34,23 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
         name="tensorflow_serving/config/monitoring_config.proto", package="tensorflow.serving",
         syntax="proto3", message_type=[
             descriptor_pb2.DescriptorProto(name="PrometheusConfig", field=[
-                _field("enable", 1, _F.TYPE_BOOL), _field("path", 2, _F.TYPE_STRING)]),
+                field_descriptor("enable", 1, _F.TYPE_BOOL), field_descriptor("path", 2, _F.TYPE_STRING)]),
             descriptor_pb2.DescriptorProto(name="MonitoringConfig", field=[
-                _field("prometheus_config", 1, msg, ".tensorflow.serving.PrometheusConfig")]),
+                field_descriptor("prometheus_config", 1, msg, ".tensorflow.serving.PrometheusConfig")]),
         ])
     batching = descriptor_pb2.FileDescriptorProto(
         name="tensorflow_serving/servables/tensorflow/session_bundle_config.proto",
         package="tensorflow.serving", syntax="proto3", dependency=["google/protobuf/wrappers.proto"],
         message_type=[descriptor_pb2.DescriptorProto(name="BatchingParameters", field=[
-            _field("max_batch_size", 1, msg, i64),
-            _field("batch_timeout_micros", 2, msg, i64),
-            _field("max_enqueued_batches", 3, msg, i64),
-            _field("num_batch_threads", 4, msg, i64),
-            _field("thread_pool_name", 5, msg, s),
-            _field("allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True),
-            _field("pad_variable_length_inputs", 7, _F.TYPE_BOOL),
-            _field("enable_large_batch_splitting", 8, msg, b),
-            _field("max_execution_batch_size", 9, msg, i64),
+            field_descriptor("max_batch_size", 1, msg, i64),
+            field_descriptor("batch_timeout_micros", 2, msg, i64),
+            field_descriptor("max_enqueued_batches", 3, msg, i64),
+            field_descriptor("num_batch_threads", 4, msg, i64),
+            field_descriptor("thread_pool_name", 5, msg, s),
+            field_descriptor("allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True),
+            field_descriptor("pad_variable_length_inputs", 7, _F.TYPE_BOOL),
+            field_descriptor("enable_large_batch_splitting", 8, msg, b),
+            field_descriptor("max_execution_batch_size", 9, msg, i64),
         ])])
     pool.Add(monitoring)
     pool.Add(batching)

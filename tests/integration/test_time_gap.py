@@ -25,6 +25,7 @@ from msrec.serving.errors import InvalidArgument
 from msrec.serving.limits import RequestLimits
 from msrec.serving.servable import Servable
 from msrec.serving.tensors import fill_tensor_proto
+from msrec.serving.wire import parse_request
 from support.ingest import DAY_MS, day_ms
 from support.models import SMALL
 from support.transform import transform_and_export
@@ -178,7 +179,7 @@ def test_the_served_model_takes_the_gaps_and_they_move_the_score(pipeline: Pipel
         if name != TIME_GAP_FEATURE:
             fill_tensor_proto(values, request.inputs[name])
     with pytest.raises(InvalidArgument, match="missing input.*seq_time_gap"):
-        servable.predict(request, RequestLimits())
+        servable.predict(parse_request(request.SerializeToString()), RequestLimits())
 
 
 def test_history_counts_are_ingested_transformed_served_and_move_the_score(pipeline: Pipeline) -> None:

@@ -1,6 +1,7 @@
 """Serving pieces without a server: tensor coding and checks, models.config, deploy/ files."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from msrec.serving.config import (config_from_flags, desired_versions, load_mode
                                   parse_model_server_config)
 from msrec.serving.errors import ConfigError, InvalidArgument, shown, shown_list, status_message
 from msrec.serving.limits import DEFAULT_MAX_CANDIDATES, RequestLimits
-from msrec.serving.tensors import InputSpec, check_request_tensors, to_ndarray, to_tensor_proto
+from msrec.serving.tensors import InputSpec, check_request_tensors, non_finite, to_ndarray, to_tensor_proto
+from msrec.serving.wire import InputDecoder
 from support.serving import REPO
 
 DEPLOY = REPO / "deploy"
@@ -74,11 +76,20 @@ def _request(n=3, **override):
     return {k: to_tensor_proto(v) for k, v in arrays.items()}
 
 
+DECODER = InputDecoder(SPECS)
+
+
+def _headers(protos):
+    """The headers the server checks: the protos serialized and decoded as a request's are."""
+    known = {k: v.SerializeToString() for k, v in protos.items() if k in SPECS}
+    return {**DECODER.decode(known).headers, **{k: None for k in protos if k not in SPECS}}  # unknown: refused by name
+
+
 LIMITS = RequestLimits(max_candidates=3, max_sequence_length=4)
 
 
 def test_a_well_formed_request_passes_the_checks():
-    check_request_tensors(_request(), SPECS, "serving_default", LIMITS)
+    check_request_tensors(_headers(_request()), SPECS, "serving_default", LIMITS)
 
 
 @pytest.mark.parametrize("request_, message", [
@@ -88,7 +99,7 @@ def test_a_well_formed_request_passes_the_checks():
 ])
 def test_request_checks_say_what_is_wrong(request_, message):
     with pytest.raises(InvalidArgument, match=message):
-        check_request_tensors(request_, SPECS, "serving_default", LIMITS)
+        check_request_tensors(_headers(request_), SPECS, "serving_default", LIMITS)
 
 
 def _broadcast(name, dtype, shape, **values):
@@ -114,7 +125,7 @@ def test_elements_after_broadcasting_are_bounded_per_input_and_request(override,
     request_ = _request(**{k: np.zeros((3, 4), np.float32) for k in ["embedding"]})
     request_.update(override)
     with pytest.raises(InvalidArgument, match=message):
-        check_request_tensors(request_, SPECS, "serving_default", limits)
+        check_request_tensors(_headers(request_), SPECS, "serving_default", limits)
     assert limits.max_elements((None, None)) == 12 and limits.max_elements((None, 4)) == 12
     assert limits.max_elements(None) == 12 and limits.max_elements((None,)) == 3
 
@@ -123,14 +134,18 @@ def test_tensor_content_of_a_wrong_length_and_non_finite_floats_are_refused():
     proto = _broadcast("p", types_pb2.DT_FLOAT, [3], tensor_content=b"\0" * 11)
     with pytest.raises(InvalidArgument, match=r"'position': tensor_content holds 11 bytes, not a multiple "
                                               r"of the 4 bytes of one DT_FLOAT"):
-        check_request_tensors({**_request(), "position": proto}, SPECS, "serving_default", LIMITS)
+        check_request_tensors(_headers({**_request(), "position": proto}), SPECS, "serving_default", LIMITS)
     with pytest.raises(InvalidArgument, match="tensor_content holds 11 bytes"):
         to_ndarray(proto, "position")
     for bad in (np.nan, np.inf, -np.inf):
-        proto = to_tensor_proto(np.array([1.0, bad, 2.0], np.float32))
-        with pytest.raises(InvalidArgument, match=rf"input 'position' holds {bad} at flat index 1; inputs must be finite"):
-            to_ndarray(proto, "position", finite=True)
-        assert np.isnan(to_ndarray(proto)[1]) == np.isnan(bad)  # responses may carry them
+        for proto in (to_tensor_proto(np.array([1.0, bad, 2.0], np.float32)),
+                      _broadcast("p", types_pb2.DT_FLOAT, [3], tensor_content=np.array([1.0, bad, 2.0], np.float32).tobytes())):
+            decoded = DECODER.decode({k: v.SerializeToString() for k, v in {**_request(), "position": proto}.items()})
+            headers, values = decoded.headers, decoded.values
+            assert not headers["position"].finite and headers["embedding"].finite
+            assert re.fullmatch(rf"input 'position' holds {bad} at flat index 1; inputs must be finite",
+                                non_finite(headers["position"], values["position"].numpy()).message)
+            assert np.isnan(to_ndarray(proto)[1]) == np.isnan(bad)  # responses may carry them
 
 
 def test_user_strings_in_messages_are_cut():
@@ -139,7 +154,7 @@ def test_user_strings_in_messages_are_cut():
     assert shown_list(["a" * 200] * 50) == "[" + ", ".join(["'" + "a" * 100 + "'... (200 characters)"] * 5) + ", ... 45 more]"
     request_ = _request(**{"n" * 10_000: np.zeros(3, np.float32)})
     with pytest.raises(InvalidArgument) as info:
-        check_request_tensors(request_, SPECS, "s" * 10_000, LIMITS)
+        check_request_tensors(_headers(request_), SPECS, "s" * 10_000, LIMITS)
     assert len(info.value.message) < 1000
     assert "unknown input(s) ['" + "n" * 100 + "'... (10000 characters)]" in info.value.message
     # the last guard on a whole message counts UTF-8 bytes: gRPC percent-encodes each non-ASCII one

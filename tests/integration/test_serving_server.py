@@ -159,6 +159,24 @@ def test_values_that_do_not_fill_the_shape_are_invalid_argument(served):
     assert "shape [3] needs 3 values but the tensor holds 2" in info.value.details()
 
 
+@pytest.mark.parametrize("corrupt, expected", [
+    (lambda raw: b"\xff" * 8, "the request is not a serialized PredictRequest"),
+    # a well-formed envelope around an input that is not a TensorProto
+    (lambda raw: raw + b"\x12\x0f\x0a\x08position\x12\x03\xff\xff\xff", "input 'position' is not a serialized TensorProto"),
+])
+def test_bytes_that_do_not_parse_are_invalid_argument(served, corrupt, expected):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    for name, values in sample_inputs(3).items():
+        fill_tensor_proto(values, request.inputs[name])
+    predict = served["client"]._channel.unary_unary("/tensorflow.serving.PredictionService/Predict",
+                                                   request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.RpcError) as info:
+        predict(corrupt(request.SerializeToString()), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert expected in info.value.details()
+
+
 def test_unknown_output_filter_and_signature(served):
     inputs = sample_inputs(2)
     error = _error(lambda: served["client"].predict(MODEL, inputs, output_filter=["score"]))

@@ -88,6 +88,57 @@ def _headers(protos):
 LIMITS = RequestLimits(max_candidates=3, max_sequence_length=4)
 
 
+_ALL_KINDS = {name: InputSpec(name, dtype, (None, 2)) for name, dtype in [
+    ("f", types_pb2.DT_FLOAT), ("d", types_pb2.DT_DOUBLE), ("i", types_pb2.DT_INT32), ("l", types_pb2.DT_INT64),
+    ("b", types_pb2.DT_BOOL), ("s", types_pb2.DT_STRING)]}
+
+
+def _unpacked(proto: tensor_pb2.TensorProto) -> bytes:
+    """``proto`` with its float_val written one tagged value at a time (proto2 style), which a
+    parser must read as the packed list it equals."""
+    values = list(proto.float_val)
+    proto.ClearField("float_val")
+    return proto.SerializeToString() + b"".join(b"\x2d" + np.float32(v).tobytes() for v in values)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_decoder_reads_every_encoding_as_the_protobuf_library_does(seed):
+    """Property: for random tensors of every dtype, in the value fields, in tensor_content, as one
+    broadcast value and with unpacked floats, the in-graph decoding gives the values and header
+    that parsing the TensorProto in Python gives."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 5))
+    arrays = {"f": rng.normal(size=(n, 2)).astype(np.float32), "d": rng.normal(size=(n, 2)),
+              "i": rng.integers(-2**31, 2**31, (n, 2)).astype(np.int32), "l": rng.integers(-2**62, 2**62, (n, 2)),
+              "b": rng.random((n, 2)) < 0.5,
+              "s": np.array([[bytes(rng.integers(0, 256, int(rng.integers(0, 6))).astype(np.uint8)) for _ in range(2)]
+                             for _ in range(n)], dtype=object).reshape(n, 2)}
+    protos = {k: to_tensor_proto(v) for k, v in arrays.items()}
+    blobs = {k: p.SerializeToString() for k, p in protos.items()}
+    variants = [blobs, {**blobs, "f": _unpacked(tensor_pb2.TensorProto.FromString(blobs["f"]))}]
+    for k in ("f", "d", "i", "l", "b"):  # tensor_content instead of the value field
+        content = tensor_pb2.TensorProto(dtype=protos[k].dtype, tensor_shape=protos[k].tensor_shape,
+                                         tensor_content=arrays[k].tobytes())
+        variants.append({**blobs, k: content.SerializeToString()})
+    broadcast = _broadcast("s", types_pb2.DT_STRING, [n, 2], string_val=[b"one"])
+    variants.append({**blobs, "s": broadcast.SerializeToString()})
+    decoder = InputDecoder(_ALL_KINDS)
+    for variant in variants:
+        decoded = decoder.decode(variant)
+        for k, blob in variant.items():
+            proto = tensor_pb2.TensorProto.FromString(blob)
+            header = decoded.headers[k]
+            assert header.dtype == proto.dtype and header.dims == (n, 2) and not header.unknown_rank
+            expected = to_ndarray(proto, k).reshape(-1)
+            values = decoded.values[k].numpy()
+            if values.size == expected.size:
+                np.testing.assert_array_equal(values, expected)
+            else:  # one value, broadcast when the model is called
+                assert values.size == 1 and np.all(expected == values[0])
+            if k == "s":
+                assert header.string_bytes == sum(len(v) for v in values)
+
+
 def test_a_well_formed_request_passes_the_checks():
     check_request_tensors(_headers(_request()), SPECS, "serving_default", LIMITS)
 

@@ -6,7 +6,8 @@ stub, and (b) straight to the SavedModel's ``serving_default`` function in this 
 numpy out: the floor any server adds to). Requests are built and serialized once per size and sent
 as bytes, so the gRPC numbers cover the round trip, the server's decoding, the model call and the
 response, not the client's encoding (a Python client spends ~1 ms serializing 100 candidates; a C++
-or Go client far less). Every loop is bounded by a request count.
+or Go client far less). Every loop is bounded by a request count. The in-process and gRPC requests
+of one row go in alternating rounds, so the ratio does not move with the machine's speed between them.
 
 Model: a pushed model found under ``--out``/serving/<name>/<version>; else the daily pipeline is
 run on small generated data to push one there (``--models sarnet``, the default); ``--models toy``
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import os
 import re
@@ -43,6 +45,7 @@ CONCURRENCY = (1, 8)
 # requests measured per (size, concurrency): enough for a stable p99 without a long run
 REQUESTS = {1: 600, 100: 300, 500: 100}
 WARMUP_REQUESTS = 20
+ROUNDS = 3  # each column measured in this many rounds, alternating with the others
 RESULT_FILE = "bench_serve.json"
 PIPELINE_DATE_DAYS = 2
 PIPELINE_IMPRESSIONS_PER_DAY = 20_000
@@ -130,13 +133,18 @@ def process_cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def _measure(call: Callable[[], None], requests: int, concurrency: int,
-             cpu_seconds: Callable[[], float]) -> dict[str, float]:
-    """Latency percentiles, QPS, and the CPU ms per request of the process doing the work.
+@dataclasses.dataclass
+class _Sample:
+    """One round of requests: each latency (s), the round's wall time and the CPU the worker used."""
 
-    CPU per request is the number to compare on a shared machine: wall-clock latency there also
-    counts the time spent waiting for a core.
-    """
+    latencies: list[float]
+    wall_s: float
+    cpu_s: float
+
+
+def _measure(call: Callable[[], None], requests: int, concurrency: int,
+             cpu_seconds: Callable[[], float]) -> _Sample:
+    """One round of ``requests`` calls from ``concurrency`` threads, after a warm-up."""
     for _ in range(WARMUP_REQUESTS):
         call()
     cpu_before = cpu_seconds()
@@ -157,12 +165,20 @@ def _measure(call: Callable[[], None], requests: int, concurrency: int,
     with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
         for f in [pool.submit(worker, c) for c in per_worker]:
             f.result()
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu_before
-    ms = np.asarray(latencies) * 1000
-    return {"requests": len(latencies), "p50_ms": float(np.percentile(ms, 50)),
+    return _Sample(latencies, time.perf_counter() - started, cpu_seconds() - cpu_before)
+
+
+def _summary(samples: list[_Sample]) -> dict[str, float]:
+    """Latency percentiles, QPS, and the CPU ms per request of the process doing the work, over rounds.
+
+    CPU per request is the number to compare on a shared machine: wall-clock latency there also
+    counts the time spent waiting for a core.
+    """
+    ms = np.asarray([x for s in samples for x in s.latencies]) * 1000
+    wall, cpu = sum(s.wall_s for s in samples), sum(s.cpu_s for s in samples)
+    return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
-            "qps": len(latencies) / wall, "cpu_ms_per_request": cpu * 1000 / len(latencies)}
+            "qps": len(ms) / wall, "cpu_ms_per_request": cpu * 1000 / len(ms)}
 
 
 def sequence_length(export_dir: Path, default: int = 50) -> int:
@@ -238,30 +254,43 @@ def run_bench(name: str, base: Path, sizes: tuple[int, ...] = SIZES,
     rows = {(size, c): {"candidates": size, "concurrency": c,
                         "request_bytes": _build_request(name, inputs[size]).ByteSize()}
             for size in sizes for c in concurrency}
-    for size in sizes:
-        def in_process(x: Mapping[str, np.ndarray] = inputs[size]) -> None:
-            signature(**{k: tf.constant(v, dtypes[k]) for k, v in x.items()})["ctr"].numpy()
-
-        for c in concurrency:
-            rows[size, c]["in_process"] = _measure(in_process, requests.get(size, 100), c, process_cpu_seconds)
-    for variant, flags in SERVER_VARIANTS.items():
-        server = _ServerProcess(name, base, flags)
-        try:
-            channel = grpc.insecure_channel(server.target, [("grpc.max_send_message_length", 256 << 20),
-                                                            ("grpc.max_receive_message_length", 256 << 20)])
+    servers: dict[str, _ServerProcess] = {}
+    channels: list[grpc.Channel] = []
+    try:
+        calls: dict[str, Callable[[bytes], Any]] = {}
+        for variant, flags in SERVER_VARIANTS.items():
+            servers[variant] = _ServerProcess(name, base, flags)
+            channels.append(grpc.insecure_channel(servers[variant].target,
+                                                  [("grpc.max_send_message_length", 256 << 20),
+                                                   ("grpc.max_receive_message_length", 256 << 20)]))
             # the stub's Predict method with the serializing left out: the request goes as built bytes
-            predict = channel.unary_unary(PREDICT_METHOD, request_serializer=None,
-                                          response_deserializer=predict_pb2.PredictResponse.FromString)
-            for size in sizes:
-                request = _build_request(name, inputs[size]).SerializeToString()
-                for c in concurrency:
-                    row = rows[size, c]
-                    row[variant] = _measure(lambda: predict(request, timeout=60), requests.get(size, 100), c,
-                                            lambda: process_cpu_seconds(server.proc.pid))
+            calls[variant] = channels[-1].unary_unary(PREDICT_METHOD, request_serializer=None,
+                                                      response_deserializer=predict_pb2.PredictResponse.FromString)
+        for size in sizes:
+            request = _build_request(name, inputs[size]).SerializeToString()
+
+            def in_process(x: Mapping[str, np.ndarray] = inputs[size]) -> None:
+                signature(**{k: tf.constant(v, dtypes[k]) for k, v in x.items()})["ctr"].numpy()
+
+            for c in concurrency:
+                total = requests.get(size, 100)
+                rounds = [total // ROUNDS + (1 if i < total % ROUNDS else 0) for i in range(min(ROUNDS, total))]
+                samples: dict[str, list[_Sample]] = {"in_process": [], **{v: [] for v in SERVER_VARIANTS}}
+                for per_round in rounds:  # alternating, so a drift of the machine's speed hits every column
+                    samples["in_process"].append(_measure(in_process, per_round, c, process_cpu_seconds))
+                    for variant, call in calls.items():
+                        pid = servers[variant].proc.pid
+                        samples[variant].append(_measure(lambda: call(request, timeout=60), per_round, c,
+                                                         lambda: process_cpu_seconds(pid)))
+                row = rows[size, c]
+                row.update({k: _summary(v) for k, v in samples.items()})
+                for variant in SERVER_VARIANTS:
                     row[f"{variant}_p50_x"] = row[variant]["p50_ms"] / row["in_process"]["p50_ms"]
                     row[f"{variant}_qps_x"] = row[variant]["qps"] / row["in_process"]["qps"]
+    finally:
+        for channel in channels:
             channel.close()
-        finally:
+        for server in servers.values():
             server.stop()
     return seq_len, list(rows.values())
 

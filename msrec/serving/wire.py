@@ -134,9 +134,11 @@ def _values(blob: tf.Tensor, content: tf.Tensor, dtype: tf.DType) -> tuple[tf.Te
     flat = field[0, :count]
     if dtype == tf.string:  # TensorFlow ignores tensor_content for strings
         return count, flat, tf.reduce_sum(tf.cast(tf.strings.length(flat), tf.int64)), tf.constant(True)
+    # tensor_content, when set, holds the values (and the field is ignored, as TensorFlow does); a
+    # length that is not whole values is refused by the checks, so it is cut here, not branched on
     content_bytes = tf.strings.length(content)
-    flat = tf.cond((content_bytes > 0) & (content_bytes % dtype.size == 0),
-                   lambda: tf.reshape(tf.io.decode_raw(content, dtype), [-1]), lambda: flat)
+    whole = tf.strings.substr(content, 0, content_bytes - content_bytes % dtype.size)
+    flat = tf.concat([tf.io.decode_raw(whole, dtype), flat[:tf.where(content_bytes > 0, 0, count)]], 0)
     finite = tf.reduce_all(tf.math.is_finite(flat)) if dtype.is_floating else tf.constant(True)
     return count, flat, tf.constant(0), finite
 

@@ -46,7 +46,7 @@ class Signature:
         self.decoder = InputDecoder(self.inputs)
         self._run_decoded = tf.function(self._shaped_call, autograph=False, input_signature=[
             {k: tf.TensorSpec([None], decoded_dtype(spec.dtype)) for k, spec in self.inputs.items()},
-            tf.TensorSpec([None], tf.int64), tf.TensorSpec([len(self.inputs)], tf.int32)])
+            tf.TensorSpec([None], tf.int64), tf.TensorSpec([len(self.inputs)], tf.int32)]).get_concrete_function()
 
     def _shaped_call(self, values: Mapping[str, tf.Tensor], dims: tf.Tensor, ranks: tf.Tensor) -> dict[str, tf.Tensor]:
         """The function on flat values, each broadcast (a single value) or reshaped to its dims."""

@@ -81,8 +81,9 @@ class InputDecoder:
     def __init__(self, specs: Mapping[str, InputSpec]) -> None:
         self.names = sorted(specs)
         self._dtypes = [decoded_dtype(specs[name].dtype) for name in self.names]
-        self._decode = tf.function(self._decode_all, autograph=False,
-                                   input_signature=[tf.TensorSpec([len(self.names)], tf.string)])
+        # traced once, at load; a concrete function's call skips tf.function's dispatch (~0.1 ms)
+        self._decode = tf.function(self._decode_all, autograph=False, input_signature=[
+            tf.TensorSpec([len(self.names)], tf.string)]).get_concrete_function()
 
     def decode(self, blobs: Mapping[str, bytes]) -> DecodedInputs:
         """Decode ``blobs``: one serialized TensorProto per signature input."""

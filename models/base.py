@@ -62,12 +62,16 @@ class MultiScenarioModel(NoAutoGraph, tf.keras.Model):
         self._loss_tracker.update_state(loss * tf.distribute.get_strategy().num_replicas_in_sync)
         return loss
 
+    # Keras traces the steps with AutoGraph, which would rewrite everything they call (the task, the
+    # metrics, the optimizer: ~20 s of every training run); nothing in them branches on a tensor
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
             loss = self._objective(data, training=True)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return {m.name: m.result() for m in self.metrics}
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         self._objective(data, training=False)
         return {m.name: m.result() for m in self.metrics}

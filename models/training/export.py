@@ -60,13 +60,13 @@ class ServingModule(tf.Module):
         names = list(self._inputs)
         raw_spec = self._raw_spec
 
-        @tf.function(input_signature=list(self._inputs.values()))
+        @tf.function(input_signature=list(self._inputs.values()), autograph=False)
         def serve_raw(*values: tf.Tensor) -> dict[str, tf.Tensor]:
             given = dict(zip(names, values))
             raw = {k: _to_raw_spec(given[k], spec) for k, spec in raw_spec.items() if k in given}
             return self._predict(raw)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)])
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLE_INPUT)], autograph=False)
         def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
             return self._predict(tf.io.parse_example(examples, raw_spec))
 

@@ -44,9 +44,12 @@ class Signature:
         }
         self.outputs = sorted(fn.structured_outputs)
         self.decoder = InputDecoder(self.inputs)
-        self._run_decoded = tf.function(self._shaped_call, autograph=False, input_signature=[
-            {k: tf.TensorSpec([None], decoded_dtype(spec.dtype)) for k, spec in self.inputs.items()},
-            tf.TensorSpec([None], tf.int64), tf.TensorSpec([len(self.inputs)], tf.int32)]).get_concrete_function()
+        try:  # traced at load, so the first request does not pay for it
+            self._run_decoded = tf.function(self._shaped_call, autograph=False, input_signature=[
+                {k: tf.TensorSpec([None], decoded_dtype(spec.dtype)) for k, spec in self.inputs.items()},
+                tf.TensorSpec([None], tf.int64), tf.TensorSpec([len(self.inputs)], tf.int32)]).get_concrete_function()
+        except (TypeError, ValueError):  # an input dtype no request can carry: every request is refused by dtype
+            self._run_decoded = None
 
     def _shaped_call(self, values: Mapping[str, tf.Tensor], dims: tf.Tensor, ranks: tf.Tensor) -> dict[str, tf.Tensor]:
         """The function on flat values, each broadcast (a single value) or reshaped to its dims."""
@@ -60,6 +63,9 @@ class Signature:
 
     def run_decoded(self, decoded: DecodedInputs, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         """One call on what ``self.decoder`` returned, once its headers have passed the checks."""
+        if self._run_decoded is None:
+            raise FailedPrecondition(f"signature {self.name!r} takes inputs of dtypes Predict cannot carry: "
+                                     + "; ".join(spec.describe() for spec in self.inputs.values()))
         try:
             result = self._run_decoded(decoded.values, decoded.dims, decoded.ranks)
         except tf.errors.InvalidArgumentError as e:

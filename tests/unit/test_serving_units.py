@@ -139,6 +139,28 @@ def test_the_decoder_reads_every_encoding_as_the_protobuf_library_does(seed):
                 assert header.string_bytes == sum(len(v) for v in values)
 
 
+def test_a_signature_with_an_input_predict_cannot_carry_loads_and_refuses_by_dtype(tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from msrec.serving.servable import Servable
+    from msrec.serving.wire import parse_request
+
+    class Half(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.half), tf.TensorSpec([None], tf.float32)])
+        def score(self, a, b):
+            return {"ctr": tf.cast(a, tf.float32) + b}
+
+    module = Half()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.score})
+    servable = Servable("half", 1, str(tmp_path / "1"))
+    request = predict_pb2.PredictRequest()
+    request.inputs["a"].CopyFrom(tf.make_tensor_proto(np.ones(2, np.float16)))
+    request.inputs["b"].CopyFrom(tf.make_tensor_proto(np.ones(2, np.float32)))
+    with pytest.raises(InvalidArgument, match="dtype DT_HALF is not supported"):
+        servable.predict(parse_request(request.SerializeToString()), LIMITS)
+
+
 def test_a_well_formed_request_passes_the_checks():
     check_request_tensors(_headers(_request()), SPECS, "serving_default", LIMITS)
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
+from google.protobuf import message, text_format
 from tensorflow.core.example import example_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, prediction_log_pb2
@@ -126,7 +126,7 @@ class Servable:
                                      f"{self.model_name!r} version {self.version}; it has "
                                      f"{sorted(self.signatures)}") from None
 
-    def predict(self, request: Any, limits: RequestLimits) -> predict_pb2.PredictResponse:
+    def predict(self, request: message.Message, limits: RequestLimits) -> predict_pb2.PredictResponse:
         """Answer a request parsed by ``wire.parse_request``: its inputs are serialized TensorProtos."""
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         sig = self.signature(name)

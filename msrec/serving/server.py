@@ -82,7 +82,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request: bytes,  # noqa: N802 - gRPC method names
                 context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
-        """Takes the request's wire bytes (see ``add_to_server``): ``wire`` decodes them."""
+        """Takes the request's wire bytes (see ``add_prediction_service``): ``wire`` decodes them."""
         def work() -> predict_pb2.PredictResponse:
             frame = parse_request(request)
             return self._with_servable(

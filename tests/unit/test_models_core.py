@@ -7,6 +7,8 @@ import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from msrec.schemas.feature_config import FAIRNESS_COEF, TIME_GAP_FEATURE, FeatureSpec
@@ -123,6 +125,24 @@ def test_masked_softmax_puts_no_weight_on_padding() -> None:
     np.testing.assert_allclose(w[:2].sum(axis=1), [1.0, 1.0], rtol=1e-6)
     np.testing.assert_allclose(w[1, :2], [0.5, 0.5], rtol=1e-6)
     assert np.all(w[2] == 0.0)  # nothing valid: zeros, not NaN
+
+
+@settings(max_examples=12, deadline=None)
+@given(batch=st.integers(1, 5), length=st.integers(1, 7), dim=st.integers(1, 9), query_dim=st.integers(1, 9),
+       seed=st.integers(0, 2 ** 16))
+def test_feed_forward_attention_is_the_mlp_over_the_concatenated_pair(batch: int, length: int, dim: int,
+                                                                     query_dim: int, seed: int) -> None:
+    """The regrouped first layer computes DIN's psi = MLP([k, q, k - q, k * q]) with the same weights."""
+    rng = np.random.default_rng(seed)
+    query = tf.constant(rng.normal(size=(batch, query_dim)), tf.float32)
+    keys = tf.constant(rng.normal(size=(batch, length, dim)), tf.float32)
+    mask = tf.constant(rng.random((batch, length)) < 0.7)
+    att = layers.FeedForwardAttention((8, 4))
+    weights = att((query, keys), mask=mask).numpy()
+    q = att.query_projection(query) if att.query_projection is not None else query
+    q = tf.broadcast_to(q[:, tf.newaxis, :], tf.shape(keys))
+    logits = tf.squeeze(att.score(att.mlp(tf.concat([keys, q, keys - q, keys * q], axis=-1))), axis=-1)
+    np.testing.assert_allclose(weights, layers.masked_softmax(logits, mask).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_feature_embedding_shares_tables_and_pools_multi_values(spec: FeatureSpec,

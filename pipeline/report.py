@@ -136,7 +136,7 @@ def plotted_auc(row: Mapping[str, Any]) -> float:
 def _auc_plot(rep: Mapping[str, Any]) -> str:
     """Candidate and production AUC per scenario with 95% intervals (Hanley-McNeil), the floor, and
     the gated scenarios' labels in bold."""
-    from msrec.components.scenario_blessing.rule import auc_standard_error
+    from msrec.auc_error import auc_standard_error
 
     plt = _pyplot()
     models = [("candidate", rep["metrics"], "C0")]
@@ -213,7 +213,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
         if "best_epoch" in t:
             lines.append(f"  epochs {t['epochs_run']} of at most {t['max_epochs']}, best epoch {t['best_epoch']}: "
                          f"validation AUC {t['best_val_auc']:.4f} (per epoch: "
-                         + " ".join(f"{a:.4f}" for a in t["val_auc"]) + ")")
+                         + " ".join(f"{a:.4f}" for a in t["val_auc"]) + ")"
+                         + ("; stopped on a fall beyond the noise" if t.get("stopped_on_drop") else ""))
     if rep.get("timings_s"):
         lines.append("component wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in rep["timings_s"].items()))
     if rep.get("error"):

@@ -3,6 +3,8 @@ training objective (the models' tfrs Ranking task) and the training loop's epoch
 validation split."""
 from __future__ import annotations
 
+import math
+
 import pathlib
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -14,7 +16,7 @@ from support.models import SMALL, small_spec, tensors
 
 from msrec.models.registry import build_model
 from msrec.models.synthetic import planted_ctr_batch
-from msrec.models.training.loop import train_model
+from msrec.models.training.loop import train_model, validation_counts
 from msrec.models.training.trainer import scenario_click_rates, with_prior
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL
 
@@ -131,7 +133,7 @@ def test_a_validation_auc_that_falls_after_epoch_1_keeps_epoch_1s_weights(spec) 
     training signal, the lower its validation AUC."""
     model, epochs = _model(spec), _EpochWeights()
     stats = train_model(model, _data(spec, 4096, 1), _data(spec, 1024, 2, flip=True), learning_rate=1e-2,
-                        batch_size=256, max_epochs=8, patience=2, callbacks=[epochs])
+                        batch_size=256, max_epochs=8, patience=2, drop_z=math.inf, callbacks=[epochs])
     auc = stats["val_auc"]
     assert auc[1] < auc[0] and auc[2] < auc[0]
     assert (stats["epochs_run"], stats["best_epoch"], stats["best_val_auc"]) == (3, 1, auc[0])
@@ -150,12 +152,46 @@ def test_early_stopping_restores_the_best_epoch_of_a_scripted_validation_auc(spe
                                                                              expected) -> None:
     model, epochs = _model(spec), _EpochWeights()
     stats = train_model(model, _data(spec, 512, 1), _data(spec, 256, 2), learning_rate=1e-2, batch_size=256,
-                        max_epochs=4 if patience == 5 else 10, patience=patience,
+                        max_epochs=4 if patience == 5 else 10, patience=patience, drop_z=math.inf,
                         callbacks=[_ScriptedValAuc(script), epochs])
     epochs_run, best = expected
     assert (stats["epochs_run"], stats["best_epoch"]) == expected
     assert stats["val_auc"] == pytest.approx(script[:epochs_run]) and stats["best_val_auc"] == script[best - 1]
     _assert_weights(model, epochs.weights[best - 1])
+
+
+def test_a_significant_fall_of_the_validation_auc_stops_at_once_with_the_best_weights(spec) -> None:
+    """The flipped validation labels of the test above: epoch 2's val AUC is far below epoch 1's (many
+    standard errors of 1,024 examples), so training stops there instead of waiting out the patience."""
+    model, epochs = _model(spec), _EpochWeights()
+    stats = train_model(model, _data(spec, 4096, 1), _data(spec, 1024, 2, flip=True), learning_rate=1e-2,
+                        batch_size=256, max_epochs=8, patience=3, callbacks=[epochs])
+    assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == (2, 1, True)
+    _assert_weights(model, epochs.weights[0])
+
+
+@pytest.mark.parametrize("script, expected", [
+    ([0.70, 0.55, 0.90], (2, 1, True)),  # 0.15 below the best: beyond 2 SE of 256 examples (~0.07)
+    ([0.70, 0.67, 0.90], (3, 3, False)),  # 0.03 below: noise, patience goes on and epoch 3 wins
+])
+def test_only_a_fall_beyond_the_noise_of_the_validation_auc_stops_early(spec, script, expected) -> None:
+    stats = train_model(_model(spec), _data(spec, 512, 1), _data(spec, 256, 2), learning_rate=1e-2,
+                        batch_size=256, max_epochs=3, patience=2, callbacks=[_ScriptedValAuc(script)])
+    assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == expected
+
+
+def test_validation_counts_are_the_val_splits_clicks_and_non_clicks(spec) -> None:
+    seen: list[tuple[int, int]] = []
+
+    class _Counts(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            seen.append(validation_counts(self.model))
+
+    val = planted_ctr_batch(spec, 512, seed=2)
+    train_model(_model(spec), _data(spec, 512, 1), _data(spec, 512, 2), learning_rate=1e-2, batch_size=256,
+                max_epochs=2, patience=2, callbacks=[_Counts()])
+    clicks = int(np.sum(val.labels))
+    assert seen == [(clicks, 512 - clicks)] * 2
 
 
 def test_an_empty_validation_split_is_a_clear_error(spec) -> None:

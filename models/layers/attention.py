@@ -30,6 +30,10 @@ class FeedForwardAttention(Layer):
         query_shape, keys_shape = input_shape[0], input_shape[1]
         if query_shape[-1] != keys_shape[-1]:
             self.query_projection = tf.keras.layers.Dense(keys_shape[-1], use_bias=False, name="query_projection")
+        # the MLP is applied piecewise (_hidden), never called whole: build it, and its first layer, here
+        pair_shape = tf.TensorShape([None, None, 4 * keys_shape[-1]])
+        self.mlp.build(pair_shape)
+        self.mlp.dense[0].build(pair_shape)
         super().build(input_shape)
 
     def call(self, inputs: tuple[tf.Tensor, tf.Tensor], mask: tf.Tensor | None = None) -> tf.Tensor:
@@ -46,8 +50,6 @@ class FeedForwardAttention(Layer):
         query's share is computed once per example instead of once per behaviour, and the per-behaviour
         product is half as wide (the first layer is most of the attention's cost)."""
         first = self.mlp.dense[0]
-        if not first.built:
-            first.build(tf.TensorShape([None, 4 * keys.shape[-1]]))
         w_k, w_q, w_d, w_p = tf.split(first.kernel, 4, axis=0)
         per_behaviour = tf.concat([keys, keys * query[:, tf.newaxis, :]], axis=-1)
         per_example = tf.matmul(query, w_q - w_d)

@@ -10,6 +10,7 @@ import math
 import os
 from typing import Any, Mapping
 
+from msrec.auc_error import auc_standard_error
 from msrec.pipeline.pipeline import DailyRun
 
 # From counts.json: read = accepted + quarantined + duplicates_dropped
@@ -136,8 +137,6 @@ def plotted_auc(row: Mapping[str, Any]) -> float:
 def _auc_plot(rep: Mapping[str, Any]) -> str:
     """Candidate and production AUC per scenario with 95% intervals (Hanley-McNeil), the floor, and
     the gated scenarios' labels in bold."""
-    from msrec.auc_error import auc_standard_error
-
     plt = _pyplot()
     models = [("candidate", rep["metrics"], "C0")]
     if rep.get("blessed_model_metrics"):

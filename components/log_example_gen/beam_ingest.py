@@ -8,7 +8,8 @@
 3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
 4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
    deque of past clicks (and of the lookback's impressions, for history counts).
-5. EncodeExamples (batches of 512, split by time: see splits.py), Reshuffle, WriteToTFRecord:
+5. EncodeExamples (batches of 512, split by time: see splits.py), a shuffle keyed by each impression's
+   digest (the same logs give the same order: a reproducible model), WriteToTFRecord:
    <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
 
 Every stage also emits (key, n) tallies that end in counts.json; Beam metrics counters under the
@@ -46,6 +47,7 @@ QUARANTINE = "quarantine"
 COUNTS = "counts"
 
 ENCODE_BATCH = 512  # examples per call of the C++ encoder; amortises its per-call cost
+SHUFFLE_BUCKETS = 1 << 14  # keys of the shuffle before the examples are written
 
 _log = logging.getLogger(__name__)
 
@@ -227,9 +229,16 @@ class EncodeExamples(beam.DoFn):
                      else split_by_ts(record, self._newest_day, cuts))
             self._written[split].inc()
             clicks[split] += record.click
-            yield TaggedOutput(split, serialized)
+            yield TaggedOutput(split, (shuffle_bucket(record.dedup_key), serialized))
         for split, n in clicks.items():
             yield TaggedOutput(COUNTS, (C.CLICKS + split, n))
+
+
+def shuffle_bucket(digest: str) -> int:
+    """The write order's key of an impression: a bucket from its digest, not a random number, so the
+    same logs give the same example order on every run (a reproducible model) while each bucket holds
+    examples from the whole day."""
+    return int(digest[:8], 16) % SHUFFLE_BUCKETS
 
 
 def _count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
@@ -307,7 +316,8 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
         out = encoded[split]
         tallies.append(_count(out, C.SPLIT + split, split.capitalize()))
         _ = (out
-             | f"Shuffle{split.capitalize()}" >> beam.Reshuffle()
+             | f"Shuffle{split.capitalize()}" >> beam.GroupByKey()
+             | f"Unkey{split.capitalize()}" >> beam.FlatMap(lambda bucket: bucket[1])
              | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
                  FileSystems.join(examples_dir, f"Split-{split}", EXAMPLE_FILE_PREFIX),
                  file_name_suffix=".gz"))

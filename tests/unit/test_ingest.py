@@ -8,6 +8,8 @@ import glob
 import gzip
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -281,6 +283,20 @@ def test_every_line_is_accepted_or_quarantined_with_its_reason(two_day: Run) -> 
     assert c["lookback_read"] == lookback_bad + sum(r.day == DAYS[0] for r in fx.rows)
     assert c["side_tables"]["users"]["reasons"]["duplicate_key"] == 1
     assert c["side_tables"]["users"]["rows"] == len(fx.users)
+
+
+def test_the_same_logs_are_written_in_the_same_order_by_a_fresh_process(two_day: Run, tmp_path: Any) -> None:
+    """The write order decides the training batches, so it must depend on the logs alone: not on the
+    process's hash seed or random state (a fresh interpreter has other ones)."""
+    fx = two_day.fx
+    examples_dir = str(tmp_path / "examples")
+    code = ("import sys; from msrec.components.log_example_gen.beam_ingest import run_ingest; "
+            "run_ingest(sys.argv[1], sys.argv[2], 2, sys.argv[3], sys.argv[4], sys.argv[5])")
+    subprocess.run([sys.executable, "-c", code, fx.logs, DAYS[-1], fx.config_path, examples_dir,
+                    str(tmp_path / "quarantine")], check=True, capture_output=True)
+    again = read_examples(examples_dir)
+    for split, examples in two_day.examples.items():
+        assert [e["impression_id"] for e in again[split]] == [e["impression_id"] for e in examples], split
 
 
 def test_sequences_are_point_in_time_and_match_brute_force(two_day: Run) -> None:

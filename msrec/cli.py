@@ -46,6 +46,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def _add_import(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("import", help="convert a public dataset you downloaded into msrec's raw logs")
     isub = p.add_subparsers(dest="source", required=True)
@@ -75,6 +82,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=_positive, default=None, help="epochs at most; the best by val AUC is kept")
     p.add_argument("--patience", type=_positive, default=None, help="epochs without a better val AUC before stopping")
     p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--incremental-lr-scale", type=_fraction, default=None,
+                   help="the learning rate of an incremental run (one that continues production), as a fraction "
+                        "of the model's learning_rate (default 0.1)")
     p.add_argument("--workers", type=_positive, default=1,
                    help="training processes on this machine (MultiWorkerMirroredStrategy); on a cluster, the "
                         "TF_CONFIG the platform sets decides instead")

@@ -55,6 +55,7 @@ class DailyRun:
     max_epochs: int = loop.MAX_EPOCHS
     patience: int = loop.PATIENCE
     batch_size: int = loop.BATCH_SIZE
+    incremental_lr_scale: float = loop.INCREMENTAL_LR_SCALE  # an incremental run's share of the learning rate
     workers: int = 1  # training processes (MultiWorkerMirroredStrategy; models/training/workers.py)
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     full_retrain_days: int = FULL_RETRAIN_DAYS  # a full retrain once production's last one is this old
@@ -150,7 +151,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         eval_args=tfx.proto.EvalArgs(splits=["val"]),
         custom_config={**transform_config, "model": run.model, "hparams": dict(run.hparams),
                        "max_epochs": run.max_epochs, "patience": run.patience, "batch_size": run.batch_size,
-                       "workers": run.workers,
+                       "incremental_lr_scale": run.incremental_lr_scale, "workers": run.workers,
                        "seed": run.seed, "full_retrain_days": run.full_retrain_days})
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],

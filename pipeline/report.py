@@ -210,7 +210,8 @@ def format_report(rep: Mapping[str, Any]) -> str:
             lines.append(f"training: {t['examples']} examples in {t['seconds']:.1f}s = "
                          f"{t['examples_per_s']:.0f} examples/s, {t['params']} parameters")
         if "best_epoch" in t:
-            lines.append(f"  epochs {t['epochs_run']} of at most {t['max_epochs']}, best epoch {t['best_epoch']}: "
+            lines.append(f"  epochs {t['epochs_run']} of at most {t['max_epochs']} at learning rate {t['learning_rate']:g}, "
+                         f"best epoch {t['best_epoch']}: "
                          f"validation AUC {t['best_val_auc']:.4f} (per epoch: "
                          + " ".join(f"{a:.4f}" for a in t["val_auc"]) + ")"
                          + ("; stopped on a fall beyond the noise" if t.get("stopped_on_drop") else ""))

@@ -158,8 +158,11 @@ def train_and_export(fn_args: Any) -> None:
                                "its weights do not load")
     stats: dict[str, Any] = {"epochs_run": 0}  # no new day: the production model's weights carry over
     if training.days:
+        learning_rate = float(model.hparams["learning_rate"])
+        if training.warm_start:
+            learning_rate *= float(cfg.get("incremental_lr_scale", loop.INCREMENTAL_LR_SCALE))
         stats = loop.train_model(
-            model, train, val, learning_rate=float(model.hparams["learning_rate"]), batch_size=batch_size,
+            model, train, val, learning_rate=learning_rate, batch_size=batch_size,
             max_epochs=int(cfg.get("max_epochs", loop.MAX_EPOCHS)), patience=int(cfg.get("patience", loop.PATIENCE)),
             callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq=50)],
             verbose=1 if sys.stdout.isatty() else 2)

@@ -17,7 +17,7 @@ import tensorflow as tf
 import msrec  # noqa: F401
 from msrec.components.fairness_gen.scenario_stats import FC_TABLE_NAME
 from msrec.data import truth
-from msrec.models.training import incremental
+from msrec.models.training import incremental, loop
 from msrec.signatures import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, OUTPUT_KEY
 from msrec.pipeline import daily
 
@@ -124,6 +124,9 @@ def test_day_two_continues_day_one_on_every_example_it_did_not_train_on(backfill
     assert second["after"] == {d1: first["trained_through"][d1]}
     assert second["trained_through"][d1] > first["trained_through"][d1]  # the rest of day 1 was trained on
     assert reports[1]["training"]["days"] == [d1, d2]
+    # continuing a trained model at a share of the learning rate a full retrain uses (loop.py)
+    assert reports[1]["training"]["learning_rate"] == pytest.approx(
+        reports[0]["training"]["learning_rate"] * loop.INCREMENTAL_LR_SCALE)
 
 
 def _eval_examples(workdir: str, n: int) -> list[tf.train.Example]:

@@ -81,6 +81,11 @@ def build(run: DailyRun, outputs: Mapping[str, Mapping[str, Any]], timings: Mapp
     pushed = outputs.get("AtomicPusher", {}).get("pushed_model")
     if pushed is not None:
         rep["pushed_version"] = int(_custom(pushed, "pushed_version")) if _custom(pushed, "pushed") else None
+    model = outputs.get("Trainer", {}).get("model")
+    if model is not None:
+        from tfx.utils import path_utils
+
+        rep["model_uri"] = path_utils.serving_model_path(model.uri)  # the candidate, pushed or not
     run_art = outputs.get("Trainer", {}).get("model_run")
     training = _read_json(os.path.join(run_art.uri, "training_stats.json")) if run_art is not None else None
     if training:
@@ -253,27 +258,35 @@ def _overall_auc(metrics: Mapping[str, Any] | None) -> float:
     return (metrics or {}).get("overall", {}).get("auc", math.nan)
 
 
-def format_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> str:
+Expected = Mapping[str, Mapping[str, float]]  # date -> {"candidate", "oracle"}: oracle.expected_by_day
+
+
+def format_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None,
+                    expected: Expected | None = None) -> str:
     """One line per day: the candidate's eval AUC (beside the oracle's when known), production's on
-    the same rows, the decision, and how the candidate was trained."""
-    oracle = oracle or {}
+    the same rows, the decision, how the candidate was trained, and (when known) the candidate's and
+    the oracle's expected AUC over the click draws and the gap between them."""
+    oracle, expected = oracle or {}, expected or {}
     lines = [f"{'date':<12}{'AUC':>8}{'oracle':>8}{'gap':>8}{'prod AUC':>9}{'blessed':>8}{'pushed':>12}"
-             f"{'mode':>12}{'epochs':>7}  days trained on"]
+             f"{'mode':>12}{'epochs':>7}{'E[AUC]':>8}{'E[orcl]':>8}{'E[gap]':>8}  days trained on"]
     for r in reports:
         auc, gold = _overall_auc(r.get("metrics")), oracle.get(r["date"], math.nan)
+        mean = expected.get(r["date"], {})
+        e_auc, e_gold = mean.get("candidate", math.nan), mean.get("oracle", math.nan)
         t = r.get("training", {})
         lines.append(f"{r['date']:<12}{auc:>8.4f}{gold:>8.4f}{gold - auc:>8.4f}"
                      f"{_overall_auc(r.get('blessed_model_metrics')):>9.4f}{str(r.get('blessed')):>8}"
-                     f"{str(r.get('pushed_version')):>12}{t.get('mode', '-'):>12}{t.get('epochs_run', '-'):>7}  "
-                     f"{', '.join(t.get('days', [])) or '-'}")
+                     f"{str(r.get('pushed_version')):>12}{t.get('mode', '-'):>12}{t.get('epochs_run', '-'):>7}"
+                     f"{e_auc:>8.4f}{e_gold:>8.4f}{e_gold - e_auc:>8.4f}  {', '.join(t.get('days', [])) or '-'}")
     return "\n".join(lines)
 
 
-def print_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> None:
-    print("\n" + format_backfill(reports, oracle), flush=True)
+def print_backfill(reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None,
+                   expected: Expected | None = None) -> None:
+    print("\n" + format_backfill(reports, oracle, expected), flush=True)
 
 
-def _backfill_plot(reports: list[Mapping[str, Any]], oracle: Mapping[str, float]) -> str:
+def _backfill_plot(reports: list[Mapping[str, Any]], oracle: Mapping[str, float], expected: Expected) -> str:
     plt = _pyplot()
     dates = [r["date"] for r in reports]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(dates)), 4))
@@ -282,6 +295,10 @@ def _backfill_plot(reports: list[Mapping[str, Any]], oracle: Mapping[str, float]
             label="production (on the same eval rows)")
     if oracle:
         ax.plot(dates, [oracle.get(d, math.nan) for d in dates], "k^:", label="oracle (true click probabilities)")
+    if expected:
+        for key, style, label in (("candidate", "C0x-.", "candidate, expected over click draws"),
+                                  ("oracle", "kv-.", "oracle, expected over click draws")):
+            ax.plot(dates, [expected.get(d, {}).get(key, math.nan) for d in dates], style, alpha=0.6, label=label)
     for i, r in enumerate(reports):
         if r.get("pushed_version"):
             ax.annotate("pushed", (i, _overall_auc(r.get("metrics"))), textcoords="offset points", xytext=(0, 6),
@@ -293,13 +310,14 @@ def _backfill_plot(reports: list[Mapping[str, Any]], oracle: Mapping[str, float]
     return _png(fig)
 
 
-def write_backfill(workdir: str, reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None) -> str:
+def write_backfill(workdir: str, reports: list[Mapping[str, Any]], oracle: Mapping[str, float] | None = None,
+                   expected: Expected | None = None) -> str:
     """<workdir>/reports/backfill.html: the AUC-by-day plot and the table; returns its path."""
     path = os.path.join(workdir, "reports", BACKFILL_HTML)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     parts = [f"<h1>msrec backfill {html.escape(reports[0]['date'])} .. {html.escape(reports[-1]['date'])}</h1>",
-             f"<img src='data:image/png;base64,{_backfill_plot(reports, oracle or {})}'/>",
-             f"<pre>{html.escape(format_backfill(reports, oracle))}</pre>"]
+             f"<img src='data:image/png;base64,{_backfill_plot(reports, oracle or {}, expected or {})}'/>",
+             f"<pre>{html.escape(format_backfill(reports, oracle, expected))}</pre>"]
     parts += [f"<p><a href='{html.escape(r['date'])}/{REPORT_HTML}'>{html.escape(r['date'])}</a></p>" for r in reports]
     with open(path, "w") as fh:
         fh.write("<html><head><meta charset='utf-8'></head><body style='font-family:sans-serif'>"
@@ -308,10 +326,11 @@ def write_backfill(workdir: str, reports: list[Mapping[str, Any]], oracle: Mappi
 
 
 def finish_backfill(workdir: str, reports: list[Mapping[str, Any]], truth: str | None = None) -> str:
-    """Print the backfill's table and write its page, with the oracle from ``truth`` (the generator's
-    truth/ folder) when given; returns the page's path."""
-    from msrec.pipeline.oracle import oracle_by_day
+    """Print the backfill's table and write its page, with the oracle and the expected AUCs from
+    ``truth`` (the generator's truth/ folder) when given; returns the page's path."""
+    from msrec.pipeline.oracle import expected_by_day, oracle_by_day
 
     oracle = oracle_by_day(reports, truth) if truth else None
-    print_backfill(reports, oracle)
-    return write_backfill(workdir, reports, oracle)
+    expected = expected_by_day(reports, truth) if truth else None
+    print_backfill(reports, oracle, expected)
+    return write_backfill(workdir, reports, oracle, expected)

@@ -82,6 +82,26 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def expected_auc(scores: np.ndarray, p_click: np.ndarray) -> float:
+    """The AUC ``scores`` reach on average over the click draws of the true probabilities ``p_click``
+    (expected ordered click/non-click pairs over expected pairs, ties counting half): the same rows
+    with other draws of their clicks move a day's AUC by about its standard error, this does not.
+    Equals :func:`auc` when every probability is 0 or 1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    p = np.asarray(p_click, dtype=np.float64)
+    if scores.shape != p.shape:
+        raise ValueError(f"scores {scores.shape} and probabilities {p.shape} differ in shape")
+    q = 1.0 - p
+    pairs = p.sum() * q.sum() - (p * q).sum()  # an impression is never paired with itself
+    if pairs <= 0:
+        return float("nan")
+    _, group = np.unique(scores, return_inverse=True)  # tie groups, lowest score first
+    clicks, skips = np.bincount(group, weights=p), np.bincount(group, weights=q)
+    below = np.cumsum(skips) - skips  # expected non-clicks scored below each group
+    within = clicks * skips - np.bincount(group, weights=p * q)  # pairs inside a group, self left out
+    return float(((clicks * below).sum() + 0.5 * within.sum()) / pairs)
+
+
 def oracle_auc(df: pd.DataFrame, by_scenario: bool = False) -> float | dict[str, float]:
     """AUC of the true p_click against the realised clicks: the ceiling any model can reach."""
     if not by_scenario:

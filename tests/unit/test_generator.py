@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import msrec  # noqa: F401
 from msrec import cli
@@ -163,6 +165,33 @@ def test_auc_ranks_and_ties():
     assert np.isnan(truth.auc(np.array([0.1, 0.2]), np.array([1, 1])))
     with pytest.raises(ValueError, match="shape"):
         truth.auc(np.array([0.1, 0.2]), np.array([1]))
+
+
+scores_and_probabilities = st.integers(2, 60).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(0, 5).map(float), min_size=n, max_size=n),  # few values: many ties
+    st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)))
+
+
+@given(scores_and_probabilities)
+@settings(max_examples=200, deadline=None)
+def test_the_expected_auc_is_the_auc_of_certain_clicks_and_complements_reversed_scores(sp):
+    s, p = map(np.array, sp)
+    labels = (p > 0.5).astype(float)
+    assert truth.expected_auc(s, labels) == pytest.approx(truth.auc(s, labels), nan_ok=True)
+    forward, backward = truth.expected_auc(s, p), truth.expected_auc(-s, p)
+    if not np.isnan(forward):
+        assert forward + backward == pytest.approx(1.0)
+        assert truth.expected_auc(np.exp(s), p) == pytest.approx(forward)  # ranks only
+
+
+def test_the_expected_auc_is_the_mean_auc_over_click_draws():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.0, 0.3, 3_000)
+    s = np.round(p + rng.normal(0.0, 0.1, p.size), 2)
+    draws = [truth.auc(s, rng.random(p.size) < p) for _ in range(400)]
+    # the ratio of expectations and the mean of the ratios differ by far less than the draws' spread
+    assert truth.expected_auc(s, p) == pytest.approx(np.mean(draws), abs=0.003)
+    assert np.std(draws) > 0.005
 
 
 def test_oracle_auc(data):

@@ -44,12 +44,14 @@ def test_the_backfill_table_sets_each_day_beside_the_oracle(tmp_path):
                day("2026-11-02", 0.65, 0.61, True, days=("2026-11-02",)),
                day("2026-11-03", 0.64, 0.66, False, days=("2026-11-03",), epochs=2)]
     oracle = {"2026-11-01": 0.75, "2026-11-02": 0.76, "2026-11-03": 0.74}
-    lines = report.format_backfill(reports, oracle).splitlines()
+    expected = {"2026-11-02": {"candidate": 0.66, "oracle": 0.745}}
+    lines = report.format_backfill(reports, oracle, expected).splitlines()
     assert lines[1].split()[:4] == ["2026-11-01", "0.6000", "0.7500", "0.1500"]
     assert lines[1].split()[4] == "nan" and "full" in lines[1]
     second = lines[2].split()
     assert second[:5] == ["2026-11-02", "0.6500", "0.7600", "0.1100", "0.6100"] and second[5:7] == ["True", "102"]
     assert lines[3].split()[5:9] == ["False", "None", "incremental", "2"]
-    path = report.write_backfill(str(tmp_path), reports, oracle)
+    assert second[9:12] == ["0.6600", "0.7450", "0.0850"] and lines[3].split()[9:12] == ["nan"] * 3
+    path = report.write_backfill(str(tmp_path), reports, oracle, expected)
     page = open(path).read()
     assert path.endswith("reports/backfill.html") and len(_pngs(page)) == 1 and "2026-11-03/report.html" in page

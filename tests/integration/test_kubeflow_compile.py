@@ -33,7 +33,8 @@ def test_the_daily_pipeline_compiles_to_one_spec_for_every_date(tmp_path: Any, c
     fx = write_fixture(str(tmp_path), ["2026-11-02"], per_day=20)
     out, workdir = str(tmp_path / "spec.json"), str(tmp_path / "work")
     assert _compile(["--out", out, "--image", IMAGE, "--logs", fx.logs, "--workdir", workdir,
-                     "--beam-pipeline-args", " ".join(BEAM_ARGS), "--workers", "2", "--max-epochs", "3"]) == 0
+                     "--beam-pipeline-args", " ".join(BEAM_ARGS), "--workers", "2", "--max-epochs", "3",
+                     "--incremental-lr-scale", "0.25"]) == 0
     assert f"wrote {out}: pipeline msrec-sarnet" in capsys.readouterr().out
 
     with open(out) as fh:
@@ -64,6 +65,7 @@ def test_the_daily_pipeline_compiles_to_one_spec_for_every_date(tmp_path: Any, c
     # the run's other options are compiled in
     trainer_config = json.loads(tasks["Trainer"].inputs.parameters["custom_config"].runtime_value.constant.string_value)
     assert trainer_config["workers"] == 2 and trainer_config["max_epochs"] == 3 and trainer_config["model"] == "sarnet"
+    assert trainer_config["incremental_lr_scale"] == 0.25
 
     # production: the newest blessed Model (the queries the v2 compiler makes of LatestBlessedModelStrategy)
     executors = spec_dict["deploymentSpec"]["executors"]  # a Struct in the proto: read the JSON

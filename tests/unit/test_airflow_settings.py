@@ -27,3 +27,10 @@ def test_a_bad_start_date_is_a_clear_error(tmp_path: Any) -> None:
     with pytest.raises(SystemExit, match="msrec: --start-date '2026-13-01' is not YYYY-MM-DD"):
         compile_command(args)
     assert not os.path.exists(args.out)
+
+
+@pytest.mark.parametrize("scale", ["0", "-0.1", "1.5", "nan", "a tenth"])
+def test_an_incremental_learning_rate_scale_outside_0_to_1_is_refused(scale: str, capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        _args("--incremental-lr-scale", scale)
+    assert "--incremental-lr-scale" in capsys.readouterr().err

@@ -72,12 +72,13 @@ def oracle_by_day(reports: Iterable[Mapping[str, Any]], truth: str) -> dict[str,
 def expected(rep: Mapping[str, Any], truth: str) -> dict[str, float]:
     """{"candidate": ..., "oracle": ...}: the expected AUC (:func:`expected_auc`) on the run's eval rows of
     the run's candidate model and of the true probabilities themselves."""
-    rows = eval_truth(rep, truth)
-    scored = eval_predictions(rep["model_uri"], rep["examples_uri"]).merge(rows, on=IMPRESSION_ID, validate="1:1")
-    if len(scored) != len(rows):
-        raise ValueError(f"{rep['date']}: {len(rows)} eval impressions have truth, {len(scored)} were scored")
-    return {"candidate": expected_auc(scored["ctr"].to_numpy(), scored["p_click"].to_numpy()),
-            "oracle": expected_auc(rows["p_click"].to_numpy(), rows["p_click"].to_numpy())}
+    predictions = eval_predictions(rep["model_uri"], rep["examples_uri"])
+    scored = predictions.merge(load_truth(truth, rep["date"]), on=IMPRESSION_ID, validate="1:1")
+    if len(scored) != len(predictions):
+        raise ValueError(f"{rep['date']}: {len(predictions) - len(scored)} of {len(predictions)} eval impressions "
+                         "have no truth")
+    p = scored["p_click"].to_numpy()
+    return {"candidate": expected_auc(scored["ctr"].to_numpy(), p), "oracle": expected_auc(p, p)}
 
 
 def expected_by_day(reports: Iterable[Mapping[str, Any]], truth: str) -> dict[str, dict[str, float]]:

@@ -10,7 +10,7 @@ import math
 import os
 from typing import Any, Mapping
 
-from msrec.auc_error import auc_standard_error
+from msrec.auc import auc_standard_error
 from msrec.pipeline.pipeline import DailyRun
 
 # From counts.json: read = accepted + quarantined + duplicates_dropped

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 import tensorflow_model_analysis as tfma
 
-from msrec.auc_error import auc_standard_error
+from msrec.auc import auc_standard_error
 
 SCENARIO_SLICE = "scenario_id"
 CANDIDATE, BASELINE = "candidate", "baseline"

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
-from msrec.auc_error import auc_standard_error
+from msrec.auc import auc_standard_error
 
 # With early stopping max_epochs is a cap, not a budget: training ends when the val AUC stops rising.
 # Batch 512 with Adam at 3e-3 (the models' default learning_rate) beat 2048 and 1e-3 on the eval day

@@ -53,7 +53,8 @@ from msrec.bench.machine import format_machine, machine_info
 from msrec.bench.models import fit, transformed_window
 from msrec.components.fairness_gen.fairness import Exposure, fairness_coefficients
 from msrec.data.generator import GenerateError, generate, promotion_days
-from msrec.data.truth import auc, load_interventions, load_truth
+from msrec.auc import auc
+from msrec.data.truth import load_interventions, load_truth
 from msrec.pipeline import daily
 from msrec.progress import show_progress
 from msrec.schemas.feature_config import load_feature_config

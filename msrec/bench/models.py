@@ -24,7 +24,8 @@ import numpy as np
 
 from msrec.bench.machine import format_machine, machine_info
 from msrec.data.generator import generate
-from msrec.data.truth import auc, load_truth, oracle_auc
+from msrec.auc import auc
+from msrec.data.truth import load_truth, oracle_auc
 from msrec.schemas.feature_config import load_feature_config
 from msrec.pipeline import daily
 from msrec.pipeline.scenario_registry import SCENARIO_INDEX

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from msrec.auc import auc
+
 TRUTH = "truth"
 PROBABILITIES = "probabilities"
 INTERVENTIONS = "interventions.jsonl"
@@ -61,25 +63,6 @@ def load_world(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def load_corruptions(path: str | os.PathLike[str]) -> dict[str, int]:
     return json.loads(_read(truth_dir(path) / CORRUPTIONS))
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC from ranks (Mann-Whitney U); tied scores share their average rank.
-
-    NaN when the labels hold only one class, where AUC is undefined.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels).astype(bool)
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    ranks = (ends - (counts - 1) / 2.0)[inverse]  # 1-based average rank of each tie group
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def expected_auc(scores: np.ndarray, p_click: np.ndarray) -> float:

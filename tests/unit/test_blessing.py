@@ -67,7 +67,7 @@ def with_labels(m: dict, rate: float) -> dict:
 
 
 def test_auc_standard_error_matches_hanley_mcneil_and_shrinks_with_data():
-    from msrec.auc_error import auc_standard_error
+    from msrec.auc import auc_standard_error
 
     # A = 0.9 with 50 positives and 50 negatives, by hand: Q1 = 0.9/1.1, Q2 = 1.62/1.9,
     # var = (0.09 + 49 (Q1 - 0.81) + 49 (Q2 - 0.81)) / 2500 = 0.0010319
@@ -97,7 +97,7 @@ def test_the_overall_slice_keeps_the_strict_delta():
 
 
 def test_a_scenario_below_the_floor_within_its_noise_passes_and_one_significantly_below_fails():
-    from msrec.auc_error import auc_standard_error
+    from msrec.auc import auc_standard_error
 
     rule = BlessingRule(auc_floor=0.6, auc_delta=0.01, min_slice_size=100, noise_z=1.0)
     # 1,200 samples at a 2% click rate: 24 clicks, an AUC standard error of about 0.057
@@ -128,7 +128,7 @@ def test_the_overall_slice_must_clear_the_floor_itself():
 def test_the_overall_slice_must_clear_the_floor_by_its_noise():
     """Seen in the pipeline: a model trained on shuffled labels scored 0.5247 over 12,000 eval rows
     against a floor of 0.52, about 0.4 standard errors above it: pushing needs evidence."""
-    from msrec.auc_error import auc_standard_error
+    from msrec.auc import auc_standard_error
 
     rule = BlessingRule(auc_floor=0.52, auc_delta=0.01, min_slice_size=1_000, noise_z=1.0)
     se = auc_standard_error(0.5247, 12_000, 0.057)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import msrec  # noqa: F401
 from msrec import cli
+from msrec.auc import auc
 from msrec.bench.ingest import bench_generator
 from msrec.data import clicks, truth
 from msrec.data.card import knobs, world_card
@@ -157,16 +158,6 @@ def test_scenario_ctr_is_calibrated(logs, world):
     assert organic.click.mean() == pytest.approx(overall, rel=0.08)
 
 
-def test_auc_ranks_and_ties():
-    assert truth.auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
-    assert truth.auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == pytest.approx(0.5)
-    # a tie between one positive and one negative counts half
-    assert truth.auc(np.array([0.2, 0.6, 0.6, 0.9]), np.array([0, 0, 1, 1])) == pytest.approx(0.875)
-    assert np.isnan(truth.auc(np.array([0.1, 0.2]), np.array([1, 1])))
-    with pytest.raises(ValueError, match="shape"):
-        truth.auc(np.array([0.1, 0.2]), np.array([1]))
-
-
 scores_and_probabilities = st.integers(2, 60).flatmap(lambda n: st.tuples(
     st.lists(st.integers(0, 5).map(float), min_size=n, max_size=n),  # few values: many ties
     st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)))
@@ -177,7 +168,7 @@ scores_and_probabilities = st.integers(2, 60).flatmap(lambda n: st.tuples(
 def test_the_expected_auc_is_the_auc_of_certain_clicks_and_complements_reversed_scores(sp):
     s, p = map(np.array, sp)
     labels = (p > 0.5).astype(float)
-    assert truth.expected_auc(s, labels) == pytest.approx(truth.auc(s, labels), nan_ok=True)
+    assert truth.expected_auc(s, labels) == pytest.approx(auc(s, labels), nan_ok=True)
     forward, backward = truth.expected_auc(s, p), truth.expected_auc(-s, p)
     if not np.isnan(forward):
         assert forward + backward == pytest.approx(1.0)
@@ -188,7 +179,7 @@ def test_the_expected_auc_is_the_mean_auc_over_click_draws():
     rng = np.random.default_rng(1)
     p = rng.uniform(0.0, 0.3, 3_000)
     s = np.round(p + rng.normal(0.0, 0.1, p.size), 2)
-    draws = [truth.auc(s, rng.random(p.size) < p) for _ in range(400)]
+    draws = [auc(s, rng.random(p.size) < p) for _ in range(400)]
     # the ratio of expectations and the mean of the ratios differ by far less than the draws' spread
     assert truth.expected_auc(s, p) == pytest.approx(np.mean(draws), abs=0.003)
     assert np.std(draws) > 0.005

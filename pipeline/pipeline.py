@@ -16,6 +16,7 @@ from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.atomic_pusher.component import AtomicPusher
 from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
+from msrec.components.statistics_gen.component import SampledStatisticsGen
 from msrec.components.trainer.component import Trainer
 from msrec.schemas.feature_config import FeatureConfig
 from msrec.schemas.schema_gen import write_schema
@@ -112,7 +113,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                                 val_days=run.val_days, limits=run.ingest_limits)
     day_gate = DayGate(quarantine=example_gen.outputs["quarantine"], limits=run.day_limits.to_json(),
                        reports_dir=run.reports_dir, date=run.date)
-    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics = SampledStatisticsGen(examples=example_gen.outputs["examples"])
     statistics.add_upstream_node(day_gate)  # an unfit day stops before anything reads its examples
     schema_file = run.schema_path or write_schema(run.feature_config, run.generated_schema_path)
     schema = tfx.components.ImportSchemaGen(schema_file=schema_file)

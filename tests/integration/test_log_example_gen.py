@@ -1,4 +1,4 @@
-"""LogExampleGen as a TFX component: run by LocalDagRunner, read by StatisticsGen and ExampleValidator."""
+"""LogExampleGen as a TFX component: run by LocalDagRunner, read by (Sampled)StatisticsGen and ExampleValidator."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 import glob
@@ -7,11 +7,12 @@ import os
 from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from tfx import v1 as tfx
 
 from support.ingest import write_fixture
 from msrec.components.log_example_gen.component import LogExampleGen
+from msrec.components.statistics_gen import component as statistics_gen
 from msrec.schemas import default_schema
 
 DAYS = ["2026-11-01", "2026-11-02"]
@@ -24,10 +25,13 @@ def _props(artifact: Any) -> dict[str, Any]:
             **{k: value(v) for k, v in artifact.custom_properties.items()}}
 
 
-def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation(tmp_path: Any) -> None:
+def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation(tmp_path: Any, monkeypatch: Any
+                                                                                  ) -> None:
+    # a split longer than this is profiled on a sample; the fixture's train split is, its others are not
+    monkeypatch.setattr(statistics_gen, "MAX_EXAMPLES", 40)
     fx = write_fixture(str(tmp_path), DAYS, per_day=80)
     gen = LogExampleGen(logs_dir=fx.logs, date=DAYS[-1], window_days=2, feature_config=fx.config_path)
-    stats = tfx.components.StatisticsGen(examples=gen.outputs["examples"])
+    stats = statistics_gen.SampledStatisticsGen(examples=gen.outputs["examples"])
     schema = tfx.components.ImportSchemaGen(schema_file=default_schema())
     validator = tfx.components.ExampleValidator(statistics=stats.outputs["statistics"],
                                                 schema=schema.outputs["schema"])
@@ -63,3 +67,15 @@ def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation
         with open(os.path.join(anomalies.uri, f"Split-{split}", "SchemaDiff.pb"), "rb") as fh:
             found = anomalies_pb2.Anomalies.FromString(fh.read())
         assert not found.anomaly_info, found
+
+    [statistics] = store.get_artifacts_by_type("ExampleStatistics")
+    rates = json.loads(_props(statistics)["sample_rate_by_split"]["__value__"])  # TFX wraps the JSON in a Struct
+    assert rates == statistics_gen.sample_rates({s: p[f"num_{s}"] for s in ("train", "val", "eval")}, 40)
+    assert rates["train"] < 1.0 and p["num_eval"] <= 40 and rates["eval"] == 1.0
+    for split in ("train", "eval"):
+        with open(os.path.join(statistics.uri, f"Split-{split}", "FeatureStats.pb"), "rb") as fh:
+            profiled = statistics_pb2.DatasetFeatureStatisticsList.FromString(fh.read()).datasets[0].num_examples
+        if split == "eval":
+            assert profiled == p["num_eval"]
+        else:  # a binomial sample of about 40 of the train split
+            assert 0 < profiled < p["num_train"]

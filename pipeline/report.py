@@ -134,6 +134,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _stop_reason(training: Mapping[str, Any]) -> str:
+    if not training.get("stopped_on_drop"):
+        return ""
+    into = training.get("second_epoch_stopped_at")
+    return f"; stopped {into:.0%} into epoch 2 on a fall beyond the noise" if into else \
+        "; stopped on a fall beyond the noise"
+
+
 def plotted_auc(row: Mapping[str, Any]) -> float:
     """A slice's AUC, NaN when it holds one class only (TFMA then reports 0, which is no AUC)."""
     return math.nan if row.get("mean_label") in (0.0, 1.0) else row.get("auc", math.nan)
@@ -219,7 +227,7 @@ def format_report(rep: Mapping[str, Any]) -> str:
                          f"best epoch {t['best_epoch']}: "
                          f"validation AUC {t['best_val_auc']:.4f} (per epoch: "
                          + " ".join(f"{a:.4f}" for a in t["val_auc"]) + ")"
-                         + ("; stopped on a fall beyond the noise" if t.get("stopped_on_drop") else ""))
+                         + _stop_reason(t))
     if rep.get("timings_s"):
         lines.append("component wall times: " + ", ".join(f"{k} {v:.1f}s" for k, v in rep["timings_s"].items()))
     if rep.get("error"):

@@ -102,6 +102,15 @@ class _EpochWeights(tf.keras.callbacks.Callback):
         self.weights.append(self.model.get_weights())
 
 
+class _BatchCount(tf.keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.count += 1
+
+
 class _ScriptedValAuc(tf.keras.callbacks.Callback):
     """Replaces each epoch's val_auc by the script's, before early stopping reads it."""
 
@@ -153,7 +162,7 @@ def test_early_stopping_restores_the_best_epoch_of_a_scripted_validation_auc(spe
     model, epochs = _model(spec), _EpochWeights()
     stats = train_model(model, _data(spec, 512, 1), _data(spec, 256, 2), learning_rate=1e-2, batch_size=256,
                         max_epochs=4 if patience == 5 else 10, patience=patience, drop_z=math.inf,
-                        callbacks=[_ScriptedValAuc(script), epochs])
+                        second_epoch_check=None, callbacks=[_ScriptedValAuc(script), epochs])
     epochs_run, best = expected
     assert (stats["epochs_run"], stats["best_epoch"]) == expected
     assert stats["val_auc"] == pytest.approx(script[:epochs_run]) and stats["best_val_auc"] == script[best - 1]
@@ -170,13 +179,36 @@ def test_a_significant_fall_of_the_validation_auc_stops_at_once_with_the_best_we
     _assert_weights(model, epochs.weights[0])
 
 
+def test_a_fall_a_quarter_into_the_second_epoch_stops_there_with_the_first_epochs_weights(spec) -> None:
+    """Epoch 1's val AUC scripted to 0.99: the real one a quarter into epoch 2 is far below it, so
+    training stops after 4 of epoch 2's 16 batches; Keras validates the stopped epoch (the script's
+    0.5 here), early stopping records the fall and restores epoch 1's weights."""
+    model, epochs, batches = _model(spec), _EpochWeights(), _BatchCount()
+    stats = train_model(model, _data(spec, 4096, 1), _data(spec, 1024, 2), learning_rate=1e-2, batch_size=256,
+                        max_epochs=8, patience=3, callbacks=[_ScriptedValAuc([0.99, 0.5]), epochs, batches])
+    assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == (2, 1, True)
+    assert stats["second_epoch_stopped_at"] == 0.25 and batches.count == 16 + 4
+    _assert_weights(model, epochs.weights[0])
+
+
+def test_the_second_epoch_check_stops_nothing_that_still_learns(spec) -> None:
+    """Validation labels drawn like the training ones: the val AUC a quarter into epoch 2 is not below
+    epoch 1's, and training goes on through the whole epoch."""
+    batches = _BatchCount()
+    stats = train_model(_model(spec), _data(spec, 4096, 1), _data(spec, 1024, 2), learning_rate=1e-3,
+                        batch_size=256, max_epochs=2, patience=2, callbacks=[batches])
+    assert stats["second_epoch_stopped_at"] is None and batches.count == 2 * 16
+
+
 @pytest.mark.parametrize("script, expected", [
     ([0.70, 0.55, 0.90], (2, 1, True)),  # 0.15 below the best: beyond 2 SE of 256 examples (~0.07)
     ([0.70, 0.67, 0.90], (3, 3, False)),  # 0.03 below: noise, patience goes on and epoch 3 wins
 ])
 def test_only_a_fall_beyond_the_noise_of_the_validation_auc_stops_early(spec, script, expected) -> None:
+    # the second epoch's own check would compare the real val AUC with the scripted one: off
     stats = train_model(_model(spec), _data(spec, 512, 1), _data(spec, 256, 2), learning_rate=1e-2,
-                        batch_size=256, max_epochs=3, patience=2, callbacks=[_ScriptedValAuc(script)])
+                        batch_size=256, max_epochs=3, patience=2, second_epoch_check=None,
+                        callbacks=[_ScriptedValAuc(script)])
     assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == expected
 
 

@@ -146,6 +146,9 @@ def newest_ts_by_day(files: list[str]) -> dict[str, int]:
     return {d.decode(): t for d, t in sorted(found.items())}
 
 
+FILTER_BATCH = 4096
+
+
 def only_new(records: tf.data.Dataset, days: Iterable[str], after: Mapping[str, int]) -> tf.data.Dataset:
     """The serialized transformed examples of ``days`` with a ts above ``after`` of their day (all of
     a day without a bound)."""
@@ -153,9 +156,12 @@ def only_new(records: tf.data.Dataset, days: Iterable[str], after: Mapping[str, 
     wanted = tf.constant(days or [""], tf.string)
     bounds = tf.constant([after.get(d, -1) for d in days] or [SEEN_WHOLE_DAY], tf.int64)
 
-    def keep(serialized: tf.Tensor) -> tf.Tensor:
-        day, ts = _day_and_ts(serialized[tf.newaxis])
-        match = tf.equal(day[0], wanted)
-        return tf.reduce_any(match) & (ts[0] > tf.reduce_max(tf.where(match, bounds, -1)))
+    def kept(serialized: tf.Tensor) -> tf.Tensor:
+        day, ts = _day_and_ts(serialized)
+        match = tf.equal(day[:, tf.newaxis], wanted[tf.newaxis, :])
+        newer = ts > tf.reduce_max(tf.where(match, bounds[tf.newaxis, :], -1), axis=1)
+        return tf.boolean_mask(serialized, tf.reduce_any(match, axis=1) & newer)
 
-    return records.filter(keep)
+    # parsed a batch at a time: one parse per example cost 9 s a pass over a 1M day's training split;
+    # the examples come out in the same order
+    return records.batch(FILTER_BATCH).map(kept, num_parallel_calls=tf.data.AUTOTUNE).unbatch()

@@ -25,6 +25,7 @@ import json
 import os
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
@@ -127,23 +128,27 @@ def write_record(training: TrainingPlan, serving_model_dir: str) -> None:
         json.dump(training.record(), fh, indent=1)
 
 
-_DAY_AND_TS = {DATE_FEATURE: tf.io.FixedLenFeature([], tf.string), TS_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
+DAY_AND_TS = {DATE_FEATURE: tf.io.FixedLenFeature([], tf.string), TS_FEATURE: tf.io.FixedLenFeature([], tf.int64)}
 
 
 def _day_and_ts(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    parsed = tf.io.parse_example(serialized, _DAY_AND_TS)
+    parsed = tf.io.parse_example(serialized, DAY_AND_TS)
     return parsed[DATE_FEATURE], parsed[TS_FEATURE]
 
 
-def newest_ts_by_day(files: list[str]) -> dict[str, int]:
-    """Each day folder of gzipped transformed examples -> the newest ts among its examples."""
-    records = tf.data.TFRecordDataset(files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
-    found: dict[str, int] = {}
-    for days, ts in records.batch(65536).map(_day_and_ts, num_parallel_calls=tf.data.AUTOTUNE):
-        for day, t in zip(days.numpy().tolist(), ts.numpy().tolist()):
-            if t > found.get(day, -1):
-                found[day] = t
-    return {d.decode(): t for d, t in sorted(found.items())}
+def newest_ts_of_batch(days: tf.Tensor, ts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The distinct days of a batch of examples and the newest ts of each (a few values to hand to
+    Python instead of one string per example)."""
+    distinct, index = tf.unique(tf.reshape(days, [-1]))
+    return distinct, tf.math.unsorted_segment_max(tf.reshape(ts, [-1]), index, tf.size(distinct))
+
+
+def fold_newest_ts(found: dict[str, int], days: np.ndarray, newest: np.ndarray) -> None:
+    """Raise ``found`` (day folder -> newest ts) to a batch's :func:`newest_ts_of_batch`."""
+    for day, t in zip(days.tolist(), newest.tolist()):
+        name = day.decode()
+        if t > found.get(name, -1):
+            found[name] = t
 
 
 FILTER_BATCH = 4096

@@ -17,7 +17,7 @@ from support.models import SMALL, small_spec, tensors
 from msrec.models.registry import build_model
 from msrec.models.synthetic import planted_ctr_batch
 from msrec.models.training.loop import train_model, validation_counts
-from msrec.models.training.trainer import scenario_click_rates, with_prior
+from msrec.models.training.trainer import scan_examples, with_prior
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL
 
 
@@ -43,7 +43,7 @@ def test_click_rates_are_shrunk_toward_the_overall_rate(tmp_path: pathlib.Path) 
     # scenario 1: 1000 samples, 100 clicks; scenario 2: 10 samples, 5 clicks; split over two files
     _write(tmp_path / "a.gz", [1] * 600 + [2] * 10, [1] * 60 + [0] * 540 + [1] * 5 + [0] * 5)
     _write(tmp_path / "b.gz", [1] * 400, [1] * 40 + [0] * 360)
-    rates = scenario_click_rates([str(tmp_path / "*.gz")], _TransformOutput(), spec, smoothing=100.0)
+    rates = scan_examples([str(tmp_path / "*.gz")], _TransformOutput(), spec, days=False).click_rates(smoothing=100.0)
     overall = 105 / 1010
     assert len(rates) == spec.num_scenarios
     assert rates[1] == pytest.approx((100 + 100 * overall) / 1100)
@@ -64,7 +64,7 @@ def test_a_scenario_index_outside_the_model_fails_clearly(tmp_path: pathlib.Path
     spec = small_spec()
     _write(tmp_path / "a.gz", [1, spec.num_scenarios], [0, 1])
     with pytest.raises(ValueError, match="outside the"):
-        scenario_click_rates([str(tmp_path / "*.gz")], _TransformOutput(), spec)
+        scan_examples([str(tmp_path / "*.gz")], _TransformOutput(), spec, days=False)
 
 
 def test_the_training_loss_is_the_fc_weighted_bce_plus_the_auxiliary_losses() -> None:

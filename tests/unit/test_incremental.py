@@ -113,8 +113,12 @@ def test_days_and_their_newest_ts_are_read_from_the_examples_and_only_new_exampl
                 "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}))
             w.write(ex.SerializeToString())
     assert gzip.open(path).read(1)  # really gzipped
-    assert incremental.newest_ts_by_day([path]) == {day(1): ms(1, 27 / 30), day(2): ms(2, 28 / 30),
-                                                    day(3): ms(3, 29 / 30)}
+    newest: dict[str, int] = {}
+    for batch in tf.data.TFRecordDataset([path], compression_type="GZIP").batch(7):  # days across batches
+        parsed = tf.io.parse_example(batch, incremental.DAY_AND_TS)
+        distinct, latest = incremental.newest_ts_of_batch(parsed["date"], parsed["ts"])
+        incremental.fold_newest_ts(newest, distinct.numpy(), latest.numpy())
+    assert newest == {day(1): ms(1, 27 / 30), day(2): ms(2, 28 / 30), day(3): ms(3, 29 / 30)}
 
     def kept(days, after):
         records = incremental.only_new(tf.data.TFRecordDataset([path], compression_type="GZIP"), days, after)

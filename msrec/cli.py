@@ -246,9 +246,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                            help="share of forced train impressions the downsample variant keeps")
             b.add_argument("--forced-click-lift", type=float, default=0.0,
                            help="the window's logit lift of forced impressions' clicks (msrec generate's)")
-        if name in ("pipeline", "models", "fairness"):
-            b.add_argument("--verbose", action="store_true",
-                           help="show TensorFlow, Beam and TFX logging on the terminal (default: <out>/logs/msrec.log)")
+        b.add_argument("--verbose", action="store_true",
+                       help="show TensorFlow, Beam and TFX logging on the terminal (default: <out>/logs/msrec.log)")
         b.set_defaults(func=_lazy(f"msrec.bench.{name}:main"))
 
 

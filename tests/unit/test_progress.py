@@ -3,6 +3,8 @@
 import io
 import logging
 
+import pytest
+
 from msrec.progress import ComponentClock, ComponentProgress
 
 
@@ -35,3 +37,12 @@ def test_a_closed_stream_does_not_raise_into_the_logging_component(monkeypatch) 
     stream.close()
     handler.handle(_record("Component Trainer is running."))
     handler.handle(_record("Component Trainer is finished."))
+
+
+@pytest.mark.parametrize("bench", ["ingest", "pipeline", "serve", "models", "fairness"])
+def test_every_benchmark_sends_library_output_to_its_out_folder(bench):
+    """main() sends library output to <out>/logs/msrec.log for a command with --out and --verbose."""
+    from msrec.cli import build_parser
+
+    args = build_parser().parse_args(["bench", bench, "--out", "x"])
+    assert args.out == "x" and args.verbose is False

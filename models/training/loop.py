@@ -92,7 +92,7 @@ class EarlyStopping(tf.keras.callbacks.EarlyStopping):
 
 def _falls_beyond_noise(best: float, current: float, positives: int, negatives: int, drop_z: float) -> bool:
     count = positives + negatives
-    se = auc_standard_error(float(best), count, positives / count if count else float("nan"))
+    se = auc_standard_error(best, count, positives / count if count else float("nan"))
     return se > 0 and best - current > drop_z * se
 
 
@@ -136,8 +136,8 @@ class SecondEpochCheck(tf.keras.callbacks.Callback):
             features, label, _ = tf.keras.utils.unpack_x_y_sample_weight(batch)
             update(features, label)
         positives, negatives = float(metric.true_positives[0]), float(metric.false_positives[0])
-        if _falls_beyond_noise(float(self._stopping.best), float(metric.result()), round(positives),
-                               round(negatives), self._drop_z):
+        if _falls_beyond_noise(float(self._stopping.best), float(metric.result()), round(positives), round(negatives),
+                               self._drop_z):
             self.stopped_at = round(batches / self._first_epoch_batches, 3)
             self.model.stop_training = True
 
@@ -192,6 +192,7 @@ def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Data
                         callbacks=[*callbacks, *lr_decay(model, learning_rate), throughput, *checks, stopping])
     val_auc = [round(float(a), 6) for a in history.history[MONITOR]]
     return {"epochs_run": len(val_auc), "max_epochs": max_epochs, "patience": patience,
-            "stopped_on_drop": stopping.stopped_on_drop, "second_epoch_stopped_at": checks[0].stopped_at if checks else None,
+            "stopped_on_drop": stopping.stopped_on_drop,
+            "second_epoch_stopped_at": checks[0].stopped_at if checks else None,
             "best_epoch": stopping.best_epoch + 1, "best_val_auc": val_auc[stopping.best_epoch],
             "val_auc": val_auc, "learning_rate": learning_rate, "batch_size": batch_size, **throughput.stats()}

@@ -100,11 +100,13 @@ def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, s
                   days: bool = True) -> ExampleScan:
     """One pass over the training examples (``days``: also their day and ts, which the Trainer's
     examples carry and a bare training set may not)."""
+    start = time.perf_counter()
     parsed = tft_output.transformed_feature_spec()
     keys = {name: parsed[name] for name in (LABEL, spec.scenario_feature)}
     if days:
         keys.update(incremental.DAY_AND_TS)
     ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
+
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         batch = tf.io.parse_example(serialized, keys)
         if days:
@@ -126,6 +128,8 @@ def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, s
             incremental.fold_newest_ts(newest, batch[DATE_FEATURE].numpy(), batch[TS_FEATURE].numpy())
     if samples.sum() == 0:
         raise ValueError(f"no training examples under {file_patterns}")
+    log.info("Trainer: read %d training examples before training in %.1fs", int(samples.sum()),
+             time.perf_counter() - start)
     return ExampleScan(samples, clicks, dict(sorted(newest.items())))
 
 
@@ -135,10 +139,8 @@ def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output:
     user set it (``[]``: none)."""
     if "prior_ctr" in hparams:
         return dict(hparams)
-    start = time.perf_counter()
     rates = (scan or scan_examples(file_patterns, tft_output, spec, days=False)).click_rates()
-    log.info("Trainer: per-scenario click-rate prior from the training data in %.1fs (%.4f to %.4f)",
-             time.perf_counter() - start, min(rates), max(rates))
+    log.info("Trainer: per-scenario click-rate prior from the training data (%.4f to %.4f)", min(rates), max(rates))
     return {**hparams, "prior_ctr": rates}
 
 

@@ -37,8 +37,8 @@ class Executor(trainer_executor.GenericExecutor):
 
 
 class Trainer(base_component.BaseComponent):
-    """Trains ``run_fn`` on ``examples`` (transformed) for the run of ``run_date`` (YYYY-MM-DD, or a
-    RuntimeParameter of type str)."""
+    """Trains ``run_fn`` on ``examples`` (raw: ``run_fn`` applies ``transform_graph``) for the run of
+    ``run_date`` (YYYY-MM-DD, or a RuntimeParameter of type str)."""
 
     SPEC_CLASS = TrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

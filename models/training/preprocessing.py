@@ -66,7 +66,7 @@ def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:
     return tf.where(tf.equal(values, ""), tf.zeros_like(idx), idx + 1)
 
 
-def _scenario_index(values: tf.Tensor, vocabulary: list[str]) -> tf.Tensor:
+def scenario_index(values: tf.Tensor, vocabulary: list[str]) -> tf.Tensor:
     """1 + position in the registry, len+1 (the OOV slot) when unknown, 0 when missing.
 
     A comparison against the registry rather than a lookup table: a table built inside the
@@ -96,7 +96,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         x = tf.strings.as_string(inputs[f.name]) if _is_numeric(inputs[f.name]) else inputs[f.name]
         x = dense_sequence(x, f.max_values) if f.kind == "multi" else dense_scalar(x, "")
         if f.name == "scenario_id":
-            outputs[f.name] = _scenario_index(x, scenario_vocab)
+            outputs[f.name] = scenario_index(x, scenario_vocab)
             continue
         vocabs[f.name] = tft.vocabulary(
             tf.boolean_mask(x, tf.not_equal(x, "")), top_k=f.top_k, vocab_filename=vocabulary_name(f.name))
@@ -107,7 +107,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         seq = dense_sequence(inputs[name], seq_len)
         behaviours.append(tf.not_equal(seq, ""))
         if col == "scenario_id":
-            outputs[name] = _scenario_index(seq, scenario_vocab)
+            outputs[name] = scenario_index(seq, scenario_vocab)
         else:
             outputs[name] = _index(seq, vocabs[col], config.by_name[col].oov_buckets)
     if config.sequence.time_gap:

@@ -1,7 +1,12 @@
 """The TFX Trainer's run_fn: build the model chosen by name, warm start it from the last blessed
-model, train it on the transformed train split with the Fairness Coefficient as sample weight (when
-the model asks for it), selecting the epoch on the val split (loop.train_model), and export the
-serving SavedModel. The eval split is left to the Evaluator.
+model, train it on the train split with the Fairness Coefficient as sample weight (when the model asks
+for it), selecting the epoch on the val split (loop.train_model), and export the serving SavedModel.
+The eval split is left to the Evaluator.
+
+The pipeline's Trainer reads FairnessGen's examples and runs them through the Transform graph in its
+input pipeline (Transform does not write transformed examples: TensorFlow applies the graph to a batch
+in C++, where Beam wrote, re-read and re-encoded every example one at a time in Python). The model
+benchmarks train many models on one window and read the examples Transform wrote for them.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import msrec  # noqa: F401
 import numpy as np
@@ -22,7 +27,8 @@ from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.components.trainer.component import RUN_DATE_KEY
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig, FeatureSpec
 from msrec.models.training import export, incremental, loop, warm_start, workers
-from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, vocabulary_name
+from msrec.models.training.preprocessing import (FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, dense_scalar, scenario_index,
+                                                 vocabulary_name)
 from msrec.models.registry import build_model
 
 log = logging.getLogger(__name__)
@@ -38,17 +44,30 @@ def feature_spec(config: FeatureConfig, tft_output: tft.TFTransformOutput, scena
     return FeatureSpec.from_config(config, sizes)
 
 
+def example_parser(tft_output: tft.TFTransformOutput, transformed: bool) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """A batch of serialized examples -> the model's (transformed) features: Transform's own output is
+    parsed; raw examples are parsed and run through the Transform graph, as the serving signature runs
+    a request."""
+    if transformed:
+        spec = tft_output.transformed_feature_spec()
+        return lambda serialized: tf.io.parse_example(serialized, spec)
+    raw_spec = tft_output.raw_feature_spec()
+    layer = tft_output.transform_features_layer()
+    return lambda serialized: layer(tf.io.parse_example(serialized, raw_spec))
+
+
 def dataset(file_patterns: list[str], tft_output: tft.TFTransformOutput, batch_size: int, use_fc_weight: bool,
-            shuffle: bool, seed: int = 0, plan: incremental.TrainingPlan | None = None) -> tf.data.Dataset:
-    """(features, label, sample_weight) batches from gzipped transformed examples (those the
-    training ``plan`` picks, when given)."""
-    spec = tft_output.transformed_feature_spec()
+            shuffle: bool, seed: int = 0, plan: incremental.TrainingPlan | None = None,
+            transformed: bool = False) -> tf.data.Dataset:
+    """(features, label, sample_weight) batches from gzipped examples, raw (FairnessGen's) or
+    ``transformed`` (Transform's); those the training ``plan`` picks, when given."""
+    parse = example_parser(tft_output, transformed)
     ds = tf.data.TFRecordDataset(_files(file_patterns), compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE)
     if plan is not None:
         ds = incremental.only_new(ds, plan.days, plan.after)
     if shuffle:
         ds = ds.shuffle(50 * batch_size, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda b: tf.io.parse_example(b, spec), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     def split(features: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         features = dict(features)
@@ -97,11 +116,15 @@ class ExampleScan:
 
 
 def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, spec: FeatureSpec,
-                  days: bool = True) -> ExampleScan:
+                  days: bool = True, scenarios: Sequence[str] | None = None) -> ExampleScan:
     """One pass over the training examples (``days``: also their day and ts, which the Trainer's
-    examples carry and a bare training set may not)."""
+    examples carry and a bare training set may not).
+
+    ``scenarios``: the scenario registry, for raw examples: their scenario ids are indexed as the
+    Transform graph indexes them (without running the whole graph for two columns). None: the
+    examples are transformed."""
     start = time.perf_counter()
-    parsed = tft_output.transformed_feature_spec()
+    parsed = tft_output.transformed_feature_spec() if scenarios is None else tft_output.raw_feature_spec()
     keys = {name: parsed[name] for name in (LABEL, spec.scenario_feature)}
     if days:
         keys.update(incremental.DAY_AND_TS)
@@ -109,6 +132,10 @@ def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, s
 
     def parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         batch = tf.io.parse_example(serialized, keys)
+        if scenarios is not None:
+            batch[LABEL] = dense_scalar(batch[LABEL], 0)
+            batch[spec.scenario_feature] = scenario_index(dense_scalar(batch[spec.scenario_feature], ""),
+                                                          list(scenarios))
         if days:
             batch[DATE_FEATURE], batch[TS_FEATURE] = incremental.newest_ts_of_batch(batch[DATE_FEATURE],
                                                                                   batch[TS_FEATURE])
@@ -135,8 +162,8 @@ def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, s
 
 def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output: tft.TFTransformOutput,
                spec: FeatureSpec, scan: ExampleScan | None = None) -> dict[str, Any]:
-    """``hparams`` with ``prior_ctr`` from the training data (``scan`` of it when given), unless the
-    user set it (``[]``: none)."""
+    """``hparams`` with ``prior_ctr`` from the training data (``scan`` of it when given; else
+    ``file_patterns`` are transformed examples), unless the user set it (``[]``: none)."""
     if "prior_ctr" in hparams:
         return dict(hparams)
     rates = (scan or scan_examples(file_patterns, tft_output, spec, days=False)).click_rates()
@@ -165,7 +192,7 @@ def train_and_export(fn_args: Any) -> None:
     config = FeatureConfig.from_dict(cfg[FEATURE_CONFIG_KEY])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = feature_spec(config, tft_output, list(cfg[SCENARIO_VOCAB_KEY]))
-    scan = scan_examples(fn_args.train_files, tft_output, spec)
+    scan = scan_examples(fn_args.train_files, tft_output, spec, scenarios=list(cfg[SCENARIO_VOCAB_KEY]))
     hparams = with_prior(cfg.get("hparams") or {}, fn_args.train_files, tft_output, spec, scan)
     tf.keras.utils.set_random_seed(int(cfg.get("seed", 0)))
     with strategy.scope():  # variables (the optimizer's too: loop.train_model) mirrored on every task

@@ -94,12 +94,18 @@ def prepare(out_dir: str, days: int, per_day: int, logs: str | None = None, **sp
 
 
 def transformed_window(logs: str, truth: str, workdir: str, model: str) -> dict[str, Any]:
-    """What ``train_and_evaluate`` needs from a pipeline run of ``model`` that reached Transform."""
-    root = os.path.join(workdir, "pipeline", model, "Transform")
+    """What ``train_and_evaluate`` needs from a pipeline run of ``model`` that reached Transform: the
+    examples Transform wrote when the run stopped there, else FairnessGen's (``transformed`` False:
+    read through the Transform graph, as the pipeline's Trainer reads them)."""
+    pipeline = os.path.join(workdir, "pipeline", model)
+    root = os.path.join(pipeline, "Transform")
+    transformed = bool(glob.glob(os.path.join(root, "transformed_examples", "*")))
+    examples = (os.path.join(root, "transformed_examples", "*") if transformed else
+                os.path.join(pipeline, "FairnessGen", "weighted_examples", "*"))
     return {"logs": logs, "truth": truth,
             "dates": sorted(d for d in os.listdir(logs) if d[:1].isdigit()),
             "transform_graph": _latest(os.path.join(root, "transform_graph", "*")),
-            "examples": _latest(os.path.join(root, "transformed_examples", "*")),
+            "examples": _latest(examples), "transformed": transformed,
             "scenarios": _read(os.path.join(workdir, SCENARIO_INDEX)),
             "config": load_feature_config(os.path.join(logs, "feature_config.yaml"))}
 
@@ -186,18 +192,26 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
 
     from msrec.models.registry import build_model
     from msrec.models.training import loop
-    from msrec.models.training.trainer import dataset, feature_spec, with_prior
+    from msrec.models.training.trainer import dataset, feature_spec, scan_examples, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
-    train_files = list(train_files or [os.path.join(prep["examples"], "Split-train", "*")])
-    hparams = with_prior(hparams or {}, train_files, tft_output, spec)
+    transformed = prep.get("transformed", True)
+    if train_files is None:
+        train_files = [os.path.join(prep["examples"], "Split-train", "*")]
+    else:  # the fairness benchmark's own subsets, written transformed
+        transformed = True
+    hparams = dict(hparams or {})
+    if "prior_ctr" not in hparams:
+        hparams = with_prior(hparams, list(train_files), tft_output, spec, scan_examples(
+            list(train_files), tft_output, spec, days=False, scenarios=None if transformed else prep["scenarios"]))
     model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     batch_size = int(budget.pop("batch_size", loop.BATCH_SIZE))
-    train = dataset(train_files, tft_output, batch_size, use_fc, True, seed)
-    val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False)
+    train = dataset(list(train_files), tft_output, batch_size, use_fc, True, seed, transformed=transformed)
+    val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False,
+                  transformed=prep.get("transformed", True))
     stats = loop.train_model(model, train, val, learning_rate=float(model.hparams["learning_rate"]),
                              batch_size=batch_size, **budget)
     return model, stats
@@ -217,7 +231,7 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
-                         False)
+                         False, transformed=prep.get("transformed", True))
     predict = tf.function(lambda f: model({k: v for k, v in f.items() if k != "fairness_coef"}, training=False))
     preds, labels, scen, times = [], [], [], []
     for features, label, _ in evaluation:

@@ -44,7 +44,7 @@ def bench_pipeline(sizes: Sequence[int], models: Sequence[str], out_dir: str) ->
                      "cpu_s": cpu,
                      "training": rep.get("training", {}), "auc": rep.get("metrics", {}).get("overall", {}).get("auc"),
                      "error": rep.get("error")})
-        if rep.get("error"):
+        if rep.get("error") or not others:
             continue
         window = transformed_window(os.path.join(data_dir, "logs"), os.path.join(data_dir, "truth"), workdir, first)
         for model in others:

@@ -90,14 +90,19 @@ def test_a_missing_feature_config_is_a_clear_error(tmp_path: Any) -> None:
     assert not os.path.exists(tmp_path / "spec.json")
 
 
-@pytest.mark.parametrize("stop_after, transformed", [
-    ("", ["train", "val"]),  # the Evaluator scores the raw eval split through the model's own Transform graph
-    ("transform", ["train", "val", "eval"]),  # the benchmarks that stop at Transform evaluate on it
+@pytest.mark.parametrize("stop_after, materialized", [
+    ("", []),  # the Trainer runs FairnessGen's examples through the Transform graph itself
+    ("transform", ["train", "val", "eval"]),  # the benchmarks that stop at Transform train and evaluate on it
 ])
-def test_transform_writes_the_eval_split_only_for_a_run_that_stops_there(tmp_path: Any, stop_after: str,
-                                                                         transformed: list[str]) -> None:
+def test_transform_writes_examples_only_for_a_run_that_stops_there(tmp_path: Any, stop_after: str,
+                                                                   materialized: list[str]) -> None:
     fx = write_fixture(str(tmp_path), ["2026-11-02"], per_day=20)
     graph = create_pipeline(daily.make_run(fx.logs, "2026-11-02", str(tmp_path / "w"), stop_after=stop_after))
     [transform] = [c for c in graph.components if c.id == "Transform"]
     splits = json.loads(transform.exec_properties["splits_config"])
-    assert splits == {"analyze": ["train"], "transform": transformed}
+    assert splits.get("analyze") == ["train"] and splits.get("transform", []) == materialized
+    assert ("transformed_examples" in transform.outputs) == bool(materialized)
+    trainers = [c for c in graph.components if c.id == "Trainer"]
+    if trainers:  # the Trainer reads the examples FairnessGen wrote, with the Transform graph beside them
+        [fairness] = [c for c in graph.components if c.id == "FairnessGen"]
+        assert trainers[0].inputs["examples"] is fairness.outputs["weighted_examples"]

@@ -53,6 +53,31 @@ def test_click_rates_are_shrunk_toward_the_overall_rate(tmp_path: pathlib.Path) 
     np.testing.assert_allclose(unseen, overall)
 
 
+class _RawOutput:
+    """The one method of tft.TFTransformOutput a scan of raw examples reads: the raw feature spec."""
+
+    def raw_feature_spec(self) -> dict[str, tf.io.FixedLenFeature | tf.io.VarLenFeature]:
+        return {LABEL: tf.io.FixedLenFeature([], tf.int64), "scenario_id": tf.io.VarLenFeature(tf.string)}
+
+
+def test_a_scan_of_raw_examples_indexes_their_scenarios_as_the_transform_graph_does(tmp_path: pathlib.Path) -> None:
+    spec = small_spec()
+    registry = ["s00", "s01"]
+    # index 1 + position in the registry; the OOV slot (3) for an unknown id; 0 for a missing one
+    names = ["s01"] * 5 + ["s00"] * 3 + ["zz"] * 2 + [None]
+    labels = [1, 0, 0, 0, 0] + [1, 1, 0] + [1, 0] + [0]
+    with tf.io.TFRecordWriter(str(tmp_path / "raw.gz"), options="GZIP") as writer:
+        for name, y in zip(names, labels):
+            feature = {LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[y]))}
+            if name is not None:
+                feature["scenario_id"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[name.encode()]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    scan = scan_examples([str(tmp_path / "*.gz")], _RawOutput(), spec, days=False, scenarios=registry)
+    np.testing.assert_array_equal(scan.samples[:4], [1, 3, 5, 2])
+    np.testing.assert_array_equal(scan.clicks[:4], [0, 2, 1, 1])
+    assert scan.samples.sum() == len(names)
+
+
 def test_a_prior_the_user_set_is_kept(tmp_path: pathlib.Path) -> None:
     spec = small_spec()
     assert with_prior({"prior_ctr": []}, [str(tmp_path / "none*")], _TransformOutput(), spec) == {"prior_ctr": []}

@@ -4,19 +4,19 @@ import tensorflow as tf
 
 import msrec  # noqa: F401
 from msrec.models.papers.sarnet import TIME_GAP_BUCKETS, time_gap_bucket
-from msrec.models.training.preprocessing import _scenario_index, dense_scalar, dense_sequence
+from msrec.models.training.preprocessing import scenario_index, dense_scalar, dense_sequence
 
 
-def test_scenario_index_is_stable_with_an_oov_slot_and_zero_for_missing():
+def testscenario_index_is_stable_with_an_oov_slot_and_zero_for_missing():
     registry = ["s00", "s01", "s02"]
-    got = _scenario_index(tf.constant(["s02", "", "s99", "s00"]), registry).numpy()
+    got = scenario_index(tf.constant(["s02", "", "s99", "s00"]), registry).numpy()
     np.testing.assert_array_equal(got, [3, 0, 4, 1])
     # The same registry grown by one keeps every old index: per-scenario parameters stay put.
-    np.testing.assert_array_equal(_scenario_index(tf.constant(["s02", "s00"]), registry + ["s03"]).numpy(), [3, 1])
+    np.testing.assert_array_equal(scenario_index(tf.constant(["s02", "s00"]), registry + ["s03"]).numpy(), [3, 1])
 
 
-def test_scenario_index_of_a_sequence_keeps_its_shape():
-    got = _scenario_index(tf.constant([["s01", "s00", ""], ["zz", "", ""]]), ["s00", "s01"]).numpy()
+def testscenario_index_of_a_sequence_keeps_its_shape():
+    got = scenario_index(tf.constant([["s01", "s00", ""], ["zz", "", ""]]), ["s00", "s01"]).numpy()
     np.testing.assert_array_equal(got, [[2, 1, 0], [3, 0, 0]])
 
 

@@ -161,12 +161,14 @@ def scan_examples(file_patterns: list[str], tft_output: tft.TFTransformOutput, s
 
 
 def with_prior(hparams: Mapping[str, Any], file_patterns: list[str], tft_output: tft.TFTransformOutput,
-               spec: FeatureSpec, scan: ExampleScan | None = None) -> dict[str, Any]:
-    """``hparams`` with ``prior_ctr`` from the training data (``scan`` of it when given; else
-    ``file_patterns`` are transformed examples), unless the user set it (``[]``: none)."""
+               spec: FeatureSpec, scan: ExampleScan | None = None,
+               scenarios: Sequence[str] | None = None) -> dict[str, Any]:
+    """``hparams`` with ``prior_ctr`` from the training data (``scan`` of it when given, else a scan of
+    ``file_patterns``: raw examples with the registry ``scenarios``, transformed without), unless the
+    user set it (``[]``: none)."""
     if "prior_ctr" in hparams:
         return dict(hparams)
-    rates = (scan or scan_examples(file_patterns, tft_output, spec, days=False)).click_rates()
+    rates = (scan or scan_examples(file_patterns, tft_output, spec, days=False, scenarios=scenarios)).click_rates()
     log.info("Trainer: per-scenario click-rate prior from the training data (%.4f to %.4f)", min(rates), max(rates))
     return {**hparams, "prior_ctr": rates}
 

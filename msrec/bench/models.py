@@ -192,26 +192,24 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
 
     from msrec.models.registry import build_model
     from msrec.models.training import loop
-    from msrec.models.training.trainer import dataset, feature_spec, scan_examples, with_prior
+    from msrec.models.training.trainer import dataset, feature_spec, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
-    transformed = prep.get("transformed", True)
+    split_transformed = prep.get("transformed", True)
     if train_files is None:
-        train_files = [os.path.join(prep["examples"], "Split-train", "*")]
+        train_files, train_transformed = [os.path.join(prep["examples"], "Split-train", "*")], split_transformed
     else:  # the fairness benchmark's own subsets, written transformed
-        transformed = True
-    hparams = dict(hparams or {})
-    if "prior_ctr" not in hparams:
-        hparams = with_prior(hparams, list(train_files), tft_output, spec, scan_examples(
-            list(train_files), tft_output, spec, days=False, scenarios=None if transformed else prep["scenarios"]))
+        train_files, train_transformed = list(train_files), True
+    hparams = with_prior(hparams or {}, train_files, tft_output, spec,
+                         scenarios=None if train_transformed else prep["scenarios"])
     model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     batch_size = int(budget.pop("batch_size", loop.BATCH_SIZE))
-    train = dataset(list(train_files), tft_output, batch_size, use_fc, True, seed, transformed=transformed)
+    train = dataset(train_files, tft_output, batch_size, use_fc, True, seed, transformed=train_transformed)
     val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False,
-                  transformed=prep.get("transformed", True))
+                  transformed=split_transformed)
     stats = loop.train_model(model, train, val, learning_rate=float(model.hparams["learning_rate"]),
                              batch_size=batch_size, **budget)
     return model, stats

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import msrec  # noqa: F401
 import tensorflow as tf
 import tensorflow_transform as tft
+from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
 from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, FeatureConfig
@@ -104,5 +105,8 @@ def write_warmup(export_dir: str, config: FeatureConfig, model_name: str, batch_
 def export(model: tf.keras.Model, tft_output: tft.TFTransformOutput, config: FeatureConfig, export_dir: str,
            model_name: str) -> None:
     module = ServingModule(model, tft_output, config)
-    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    # The Transform layer is a Keras model, which Keras would trace once more for its own loader (5 of
+    # a 12 s export); without the traces its tables and vocabularies are saved all the same.
+    with keras_option_scope(save_traces=False):
+        tf.saved_model.save(module, export_dir, signatures=module.signatures())
     write_warmup(export_dir, config, model_name)

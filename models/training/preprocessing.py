@@ -5,7 +5,11 @@ here is a serving rule too:
 
 * categorical: frequency vocabulary capped at ``top_k`` with ``oov_buckets`` hash buckets; index 0
   is reserved for missing / padding (see msrec.schemas.feature_config). The behaviour sequence ``seq_<col>``
-  looks its values up in the vocabulary of ``<col>``.
+  looks its values up in the vocabulary of ``<col>``. The vocabularies are tf.Transform's approximate
+  ones (Misra-Gries, at most ``top_k`` counters): a combiner, so all of them are computed in one Beam
+  pass instead of one sub-pipeline each (analysis of a 1M day's train split 43 -> 35 s). A column with
+  at most ``top_k`` distinct values gets exactly ``tft.vocabulary``'s file, same order; above the cap
+  the values kept can differ at the tail, where counts are close.
 * ``scenario_id``: a *fixed* vocabulary (the workdir's append-only scenario registry, passed in
   ``custom_config``) instead of a frequency one, so a scenario keeps its index, and its
   per-scenario parameters, from one day to the next; an unseen scenario gets the OOV slot.
@@ -98,8 +102,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         if f.name == "scenario_id":
             outputs[f.name] = scenario_index(x, scenario_vocab)
             continue
-        vocabs[f.name] = tft.vocabulary(
-            tf.boolean_mask(x, tf.not_equal(x, "")), top_k=f.top_k, vocab_filename=vocabulary_name(f.name))
+        vocabs[f.name] = tft.experimental.approximate_vocabulary(
+            tf.boolean_mask(x, tf.not_equal(x, "")), f.top_k, vocab_filename=vocabulary_name(f.name))
         outputs[f.name] = _index(x, vocabs[f.name], f.oov_buckets)
     behaviours = []  # per sequence column: True where a behaviour is recorded
     for col in config.sequence.columns:

@@ -18,7 +18,7 @@ from msrec.schemas.feature_config import FeatureConfig, FeatureSpec
 from msrec.serving.client import as_columns, coerce_inputs
 from msrec.serving.servable import Servable, read_signature_defs
 from msrec.serving.tensors import InputSpec
-from support.transform import transform_and_export
+from support.transform import raw_instances, transform_and_export
 
 TAGS = "tags"
 MAX_TAGS = 4
@@ -73,36 +73,17 @@ def test_every_model_reads_the_multi_valued_feature(name: str, spec: FeatureSpec
 
 # ---- Transform and the serving signature -------------------------------------------------------
 
-def _raw_instances(config: FeatureConfig, n: int) -> list[dict[str, Any]]:
-    """Raw examples as ingestion writes them (lists of values), with a few tags per item."""
-    rnd = random.Random(3)
-    rows = []
-    for i in range(n):
-        row: dict[str, Any] = {}
-        for f in config.features:
-            if f.kind == "numeric":
-                row[f.name] = [float(rnd.randrange(1, 10))]
-            elif f.kind == "multi":
-                row[f.name] = [t.encode() for t in rnd.sample(TAG_VOCAB, rnd.randrange(0, MAX_TAGS + 2))]
-            elif f.name == "scenario_id":
-                row[f.name] = [rnd.choice(SCENARIOS).encode()]
-            else:
-                row[f.name] = [f"{f.name}{rnd.randrange(5)}".encode()]
-        for col, name in zip(config.sequence.columns, config.sequence.feature_names):
-            values = SCENARIOS if col == "scenario_id" else [f"{col}{k}" for k in range(5)]
-            row[name] = [rnd.choice(values).encode() for _ in range(rnd.randrange(0, SEQ_LEN + 1))]
-        row.update({name: [f"{name}{i}".encode()] for name in config.passthrough})
-        row.update({"ts": [1_700_000_000_000 + i], "click": [int(i % 3 == 0)], "date": [b"2023-11-14"],
-                    "fairness_coef": []})
-        rows.append(row)
-    return rows
+def _pick(feature: Any, rnd: random.Random) -> list[str]:
+    if feature.kind == "multi":  # a few tags per item
+        return rnd.sample(TAG_VOCAB, rnd.randrange(0, MAX_TAGS + 2))
+    return [rnd.choice(SCENARIOS) if feature.name == "scenario_id" else f"{feature.name}{rnd.randrange(5)}"]
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureConfig, str]:
     config = config_with_tags()
     tft_output, spec, export_dir = transform_and_export(str(tmp_path_factory.mktemp("multi_export")), config,
-                                                        _raw_instances(config, 60), SCENARIOS, "sarnet", SMALL)
+                                                        raw_instances(config, 60, _pick), SCENARIOS, "sarnet", SMALL)
     assert tft_output.transformed_feature_spec()[TAGS] == tf.io.FixedLenFeature([MAX_TAGS], tf.int64)
     assert spec.cardinality[TAGS] == 1 + len(TAG_VOCAB) + 1
     return config, export_dir

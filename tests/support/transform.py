@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Mapping, Sequence
+import random
+from typing import Any, Callable, Mapping, Sequence
 
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import apache_beam as beam
@@ -21,6 +22,27 @@ from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOC
 from msrec.models.training.trainer import feature_spec
 from msrec.schemas.feature_config import FeatureConfig, FeatureSpec
 from msrec.schemas.schema_gen import schema_from_config
+
+
+def raw_instances(config: FeatureConfig, n: int, pick: Callable[[Any, random.Random], list[str]]
+                  ) -> list[dict[str, Any]]:
+    """``n`` raw examples as ingestion writes them (lists of values). ``pick(feature, rnd)``: the values of
+    a categorical feature (a behaviour sequence draws each of its positions from its column's)."""
+    rnd = random.Random(3)
+    rows = []
+    for i in range(n):
+        row: dict[str, Any] = {}
+        for f in config.features:
+            row[f.name] = ([float(rnd.randrange(1, 10))] if f.kind == "numeric"
+                           else [v.encode() for v in pick(f, rnd)])
+        for col, name in zip(config.sequence.columns, config.sequence.feature_names):
+            length = rnd.randrange(0, config.sequence.length + 1)
+            row[name] = [pick(config.by_name[col], rnd)[0].encode() for _ in range(length)]
+        row.update({name: [f"{name}{i}".encode()] for name in config.passthrough})
+        row.update({"ts": [1_700_000_000_000 + i], "click": [int(i % 3 == 0)], "date": [b"2023-11-14"],
+                    "fairness_coef": []})
+        rows.append(row)
+    return rows
 
 
 def transform_and_export(root: str, config: FeatureConfig, rows: Sequence[Mapping[str, Any]],

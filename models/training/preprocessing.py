@@ -5,11 +5,13 @@ here is a serving rule too:
 
 * categorical: frequency vocabulary capped at ``top_k`` with ``oov_buckets`` hash buckets; index 0
   is reserved for missing / padding (see msrec.schemas.feature_config). The behaviour sequence ``seq_<col>``
-  looks its values up in the vocabulary of ``<col>``. The vocabularies are tf.Transform's approximate
-  ones (Misra-Gries, at most ``top_k`` counters): a combiner, so all of them are computed in one Beam
-  pass instead of one sub-pipeline each (analysis of a 1M day's train split 43 -> 35 s). A column with
-  at most ``top_k`` distinct values gets exactly ``tft.vocabulary``'s file, same order; above the cap
-  the values kept can differ at the tail, where counts are close.
+  looks its values up in the vocabulary of ``<col>``. Up to a ``top_k`` of 200k the vocabularies are
+  tf.Transform's approximate ones (Misra-Gries, at most ``top_k`` counters): a combiner, so all of them
+  are computed in one Beam pass instead of one sub-pipeline each (analysis of a 1M day's train split
+  43 -> 35 s). A column with at most ``top_k`` distinct values gets exactly ``tft.vocabulary``'s file,
+  same order; above the cap the values kept can differ at the tail, where counts are close. A larger
+  ``top_k`` gets the exact vocabulary: a sketch of millions of counters, merged on one worker, costs
+  more than it saves.
 * ``scenario_id``: a *fixed* vocabulary (the workdir's append-only scenario registry, passed in
   ``custom_config``) instead of a frequency one, so a scenario keeps its index, and its
   per-scenario parameters, from one day to the next; an unseen scenario gets the OOV slot.
@@ -36,6 +38,7 @@ from msrec.models.papers.sarnet import time_gap_bucket
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, SEQ_PREFIX, TIME_GAP_FEATURE, FeatureConfig
 
 SCENARIO_VOCAB_KEY = "scenario_vocabulary"
+APPROXIMATE_UP_TO = 200_000  # the largest top_k given an approximate vocabulary (see _vocabulary)
 FEATURE_CONFIG_KEY = "feature_config"
 
 
@@ -62,6 +65,14 @@ def dense_sequence(x: tf.Tensor | tf.SparseTensor, length: int, default: Any = "
     pad = length - tf.shape(x)[1]
     # The reshape gives the static [None, length] shape a FixedLen transformed feature needs.
     return tf.reshape(tf.pad(x, [[0, 0], [0, pad]], constant_values=default), [-1, length])
+
+
+def _vocabulary(values: tf.Tensor, top_k: int, filename: str) -> Any:
+    """The frequency vocabulary of ``values``: approximate (a combiner) up to ``APPROXIMATE_UP_TO``
+    entries, exact above, where tf.Transform's own guidance puts the sketch's counters past its gain."""
+    if top_k <= APPROXIMATE_UP_TO:
+        return tft.experimental.approximate_vocabulary(values, top_k, vocab_filename=filename)
+    return tft.vocabulary(values, top_k=top_k, vocab_filename=filename)
 
 
 def _index(values: tf.Tensor, vocab: Any, num_oov_buckets: int) -> tf.Tensor:
@@ -102,8 +113,7 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
         if f.name == "scenario_id":
             outputs[f.name] = scenario_index(x, scenario_vocab)
             continue
-        vocabs[f.name] = tft.experimental.approximate_vocabulary(
-            tf.boolean_mask(x, tf.not_equal(x, "")), f.top_k, vocab_filename=vocabulary_name(f.name))
+        vocabs[f.name] = _vocabulary(tf.boolean_mask(x, tf.not_equal(x, "")), f.top_k, vocabulary_name(f.name))
         outputs[f.name] = _index(x, vocabs[f.name], f.oov_buckets)
     behaviours = []  # per sequence column: True where a behaviour is recorded
     for col in config.sequence.columns:

@@ -1,6 +1,7 @@
-"""The categorical vocabularies are tf.Transform's approximate (Misra-Gries) ones: for a column with at
-most ``top_k`` distinct values the file is exactly ``tft.vocabulary``'s, order included; above the cap
-every value the algorithm guarantees (count > values / (top_k + 1)) is kept, and no more than top_k."""
+"""The categorical vocabularies are tf.Transform's approximate (Misra-Gries) ones up to a top_k of
+``APPROXIMATE_UP_TO``: for a column with at most ``top_k`` distinct values the file is exactly
+``tft.vocabulary``'s, order included; above the cap every value the algorithm guarantees
+(count > values / (top_k + 1)) is kept, and no more than top_k. A larger top_k gets the exact one."""
 import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 
 import collections
@@ -11,12 +12,14 @@ import random
 from typing import Any
 
 import apache_beam as beam
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import dataset_metadata
 
+from msrec.models.training import preprocessing
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY, dense_scalar, \
     preprocessing_fn, vocabulary_name
 from msrec.schemas import default_feature_config
@@ -46,8 +49,11 @@ def _exact_next_to_ours(inputs: dict[str, Any], custom: dict[str, Any], config: 
     return preprocessing_fn(inputs, custom)
 
 
-def test_vocabularies_match_tft_vocabulary_below_the_cap_and_keep_the_guaranteed_head_above(tmp_path: Any
-                                                                                          ) -> None:
+@pytest.mark.parametrize("approximate_up_to", [preprocessing.APPROXIMATE_UP_TO, TOP_K - 1])
+def test_vocabularies_match_tft_vocabulary_below_the_cap_and_keep_the_guaranteed_head_above(
+        tmp_path: Any, monkeypatch: Any, approximate_up_to: int) -> None:
+    # TOP_K - 1: the capped column's top_k is past the approximate range, so its vocabulary is exact
+    monkeypatch.setattr(preprocessing, "APPROXIMATE_UP_TO", approximate_up_to)
     base = load_feature_config(default_feature_config())
     config = dataclasses.replace(base, features=tuple(
         dataclasses.replace(f, top_k=TOP_K) if f.name == CAPPED else f for f in base.features))
@@ -76,3 +82,5 @@ def test_vocabularies_match_tft_vocabulary_below_the_cap_and_keep_the_guaranteed
     assert guaranteed and guaranteed <= set(ours)
     # the guaranteed head comes first, most frequent first, as in the exact file
     assert ours[:len(guaranteed)] == exact[:len(guaranteed)]
+    if TOP_K > approximate_up_to:
+        assert ours == exact

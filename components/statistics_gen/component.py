@@ -4,8 +4,8 @@ The statistics feed only ExampleValidator (and the AnomalyGate behind it), which
 the data against the schema: which features are present and how often, their types, value counts
 and domains. TFDV samples whole record batches (Beam sizes them, at most 1,000 examples each), so a
 split above the limit is profiled on at least a hundred batches spread over the split; that estimates
-those fractions to about a percent, and LogExampleGen has already checked every record on its own (a malformed one is quarantined with
-its reason, not left for the statistics to find). Profiling every example of a 1M-impression day
+those fractions to about a percent, and LogExampleGen has already checked every record on its own (a
+malformed one is quarantined with its reason, not left for the statistics to find). Profiling every example of a 1M-impression day
 took 63 s; a split at most ``MAX_EXAMPLES`` long is profiled whole, as before. Each split's rate comes
 from the example count LogExampleGen records on its artifact (``num_<split>``), through TFX's own
 ``sample_rate_by_split``.

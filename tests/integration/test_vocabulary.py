@@ -7,7 +7,6 @@ import msrec  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import collections
 import dataclasses
 import functools
-import os
 import random
 from typing import Any
 

@@ -100,8 +100,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
                    help="a scenario's drop may also exceed --auc-delta by this many standard errors of the "
                         "AUC difference (0: strict)")
     p.add_argument("--hparams", default="{}", help='model hyper-parameters as JSON, e.g. \'{"learning_rate": 0.003}\'')
-    p.add_argument("--beam-pipeline-args", default="--direct_running_mode=in_memory",
-                   help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...'")
+    p.add_argument("--beam-pipeline-args", default="",
+                   help="passed to Beam, e.g. '--runner=FlinkRunner --flink_master=...' (default: none, Beam's "
+                        "DirectRunner in process)")
     _add_data_checks(p)
 
 

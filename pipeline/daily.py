@@ -1,9 +1,12 @@
 """The local runner: the daily pipeline for one date, or a backfill of dates, and the run report."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -53,7 +56,7 @@ def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", windo
     error = None
     print(f"== {date}: {model}, window of {run.window} days", flush=True)
     try:
-        with library_output():
+        with library_output(), run_tempdir(run.workdir):
             tfx.orchestration.LocalDagRunner().run(create_pipeline(run))
     except Exception as e:  # the report says what failed; the CLI exits non-zero
         error = e
@@ -61,6 +64,26 @@ def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", windo
     rep = report.build(run, found["outputs"], found["timings"], time.time() - started, error)
     report.write(run, rep)
     return rep
+
+
+@contextlib.contextmanager
+def run_tempdir(workdir: str) -> Iterator[str]:
+    """The temporary folder of one run, in this process and its children, removed when the run ends:
+    TFX, Beam, tf.Transform and TFDV leave files in the temporary folder that they never remove (a
+    daily run would fill the disk)."""
+    os.makedirs(os.path.join(workdir, "tmp"), exist_ok=True)
+    path = tempfile.mkdtemp(prefix="run-", dir=os.path.join(workdir, "tmp"))
+    saved_env, saved_dir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = path, path
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def dates(date_from: str, date_to: str) -> Iterator[str]:

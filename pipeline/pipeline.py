@@ -66,7 +66,10 @@ class DailyRun:
     auc_noise_z: float = 1.0
     seed: int = 0
     schema_path: str | None = None  # a TFDV schema the user curated; None: generated from the feature config
-    beam_pipeline_args: Sequence[str] = ("--direct_running_mode=in_memory",)
+    # none: Beam's DirectRunner in process. TFX packages its own installation for remote Beam workers
+    # whenever arguments are given without a dependency flag (--extra_packages, --setup_file ...): a copy
+    # of ~50 MB and a second per Beam component, of no use to an in-process runner
+    beam_pipeline_args: Sequence[str] = ()
     ingest_limits: IngestLimits = dataclasses.field(default_factory=IngestLimits)  # sizes, duplicates
     day_limits: DayLimits = dataclasses.field(default_factory=DayLimits)  # checked right after ingestion
     # "validation" or "transform" ends the run there: benchmarks that only need the examples

@@ -35,7 +35,8 @@ def backfill(e2e_backfill):
 
 
 def test_every_day_ran_and_counts_add_up(backfill):
-    _, reports = backfill
+    workdir, reports = backfill
+    assert os.listdir(os.path.join(workdir, "tmp")) == []  # the libraries' temporary files went with each run
     assert [r["date"] for r in reports] == ["2026-11-01", "2026-11-02"]
     for r in reports:
         assert "error" not in r, r.get("error")

@@ -14,13 +14,16 @@ The loss and metrics are the models' own (base.MultiScenarioModel's tfrs Ranking
 """
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import msrec  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tensorflow as tf
 
 from msrec.auc import auc_standard_error
+
+log = logging.getLogger(__name__)
 
 # With early stopping max_epochs is a cap, not a budget: training ends when the val AUC stops rising.
 # Batch 512 with Adam at 3e-3 (the models' default learning_rate) beat 2048 and 1e-3 on the eval day
@@ -69,23 +72,83 @@ class Throughput(tf.keras.callbacks.Callback):
                 "examples_per_s": round(self.examples / self.seconds, 1) if self.seconds else 0.0}
 
 
+class Validation(tf.keras.callbacks.Callback):
+    """The val AUC after every epoch, as ``val_auc`` in the epoch's logs (the model's own AUC metric
+    config, so the number Keras' validation would give), and ``fraction`` of the way into the second
+    epoch: a fall there of more than ``drop_z`` standard errors below the first epoch's stops training
+    at once, and that AUC is the stopped epoch's (its weights have not changed since: no second pass).
+    Every worker of a cluster validates on the whole val split, so all stop at the same epoch."""
+
+    def __init__(self, model: tf.keras.Model, val: tf.data.Dataset, stopping: "EarlyStopping",
+                 fraction: float | None = SECOND_EPOCH_CHECK, drop_z: float = DROP_Z) -> None:
+        super().__init__()
+        self._val, self._stopping, self._fraction, self._drop_z = val, stopping, fraction, drop_z
+        # made here, outside fit's distribution scope: under several workers a metric made inside it
+        # would be a replica-summed variable, which this plain pass over the val split cannot update
+        self._metric = _auc_metric(model)
+        self._model_ref = model
+        self._update = tf.function(self._update_state, autograph=False, reduce_retracing=True)
+        self._epoch = 0
+        self._first_epoch_batches = 0
+        self._stopped: tuple[float, int, int] | None = None
+        self.counts = (0, 0)  # clicks and non-clicks of the last validation
+        self.stopped_at: float | None = None  # the fraction of the second epoch run before the stop
+
+    def _update_state(self, features: dict[str, tf.Tensor], label: tf.Tensor) -> None:
+        self._metric.update_state(tf.reshape(label, [-1, 1]), self._model_ref(features, training=False))
+
+    def evaluate(self) -> tuple[float, int, int]:
+        """(AUC, clicks, non-clicks) of the model on the val split."""
+        self._metric.reset_state()
+        for batch in self._val:
+            features, label, _ = tf.keras.utils.unpack_x_y_sample_weight(batch)
+            self._update(features, label)
+        # at its lowest threshold the metric predicts every example a click: its true positives are
+        # the clicks and its false positives the non-clicks
+        return (float(self._metric.result()), round(float(self._metric.true_positives[0])),
+                round(float(self._metric.false_positives[0])))
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._epoch == 0:
+            self._first_epoch_batches = batch + 1
+        elif (self._fraction and self._epoch == 1
+              and batch + 1 == max(1, int(self._first_epoch_batches * self._fraction))):
+            auc, positives, negatives = self.evaluate()
+            if _falls_beyond_noise(float(self._stopping.best), auc, positives, negatives, self._drop_z):
+                self._stopped = auc, positives, negatives
+                self.stopped_at = round((batch + 1) / self._first_epoch_batches, 3)
+                self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        auc, *counts = self._stopped or self.evaluate()
+        self._stopped = None
+        self.counts = (counts[0], counts[1])
+        if logs is not None:
+            logs[MONITOR] = auc
+        log.info("epoch %d: loss %.4f, val AUC %.4f", epoch + 1, float((logs or {}).get("loss", float("nan"))), auc)
+
+
 class EarlyStopping(tf.keras.callbacks.EarlyStopping):
     """Stops after ``patience`` epochs without a better validation AUC, or at once when an epoch's
-    validation AUC is more than ``drop_z`` standard errors below the best; at the end of training
-    (early or at the last epoch) the model holds the best epoch's weights."""
+    validation AUC is more than ``drop_z`` standard errors below the best (the standard error from the
+    val split's ``counts``: clicks and non-clicks); at the end of training (early or at the last
+    epoch) the model holds the best epoch's weights."""
 
     def __init__(self, patience: int, drop_z: float = DROP_Z) -> None:
         super().__init__(monitor=MONITOR, mode="max", patience=patience, restore_best_weights=True)
         self.drop_z = drop_z
         self.stopped_on_drop = False
+        self.counts: Callable[[], tuple[int, int]] = lambda: (0, 0)
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         super().on_epoch_end(epoch, logs)
         current = (logs or {}).get(MONITOR)
-        # also after SecondEpochCheck stopped the epoch: its AUC is the one validated here
         if current is None or epoch == self.best_epoch:
             return
-        if _falls_beyond_noise(float(self.best), float(current), *validation_counts(self.model), self.drop_z):
+        if _falls_beyond_noise(float(self.best), float(current), *self.counts(), self.drop_z):
             self.stopped_on_drop = True
             self.model.stop_training = True
 
@@ -96,71 +159,10 @@ def _falls_beyond_noise(best: float, current: float, positives: int, negatives: 
     return se > 0 and best - current > drop_z * se
 
 
-class SecondEpochCheck(tf.keras.callbacks.Callback):
-    """Takes the val AUC ``fraction`` of the way into the second epoch (the model's own AUC metric,
-    as Keras' validation computes it) and stops training there when it is more than ``drop_z``
-    standard errors below the first epoch's. Keras then validates the stopped epoch as usual (the
-    same AUC, so ``EarlyStopping`` sees the fall) and the first epoch's weights are restored."""
-
-    def __init__(self, model: tf.keras.Model, val: tf.data.Dataset, stopping: "EarlyStopping",
-                 fraction: float = SECOND_EPOCH_CHECK, drop_z: float = DROP_Z) -> None:
-        super().__init__()
-        self._val, self._stopping, self._fraction, self._drop_z = val, stopping, fraction, drop_z
-        # made here, outside fit's distribution scope: under several workers a metric made inside it
-        # would be a replica-summed variable, which this plain pass over the val split cannot update
-        self._metric = _auc_metric(model)
-        self._epoch = 0
-        self._first_epoch_batches = 0
-        self.stopped_at: float | None = None  # the fraction of the second epoch run before the stop
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if self._epoch == 0:
-            self._first_epoch_batches = batch + 1
-        elif self._epoch == 1 and batch + 1 == max(1, int(self._first_epoch_batches * self._fraction)):
-            self._check(batch + 1)
-
-    def _check(self, batches: int) -> None:
-        metric = self._metric
-        if metric is None:
-            return
-        metric.reset_state()
-
-        @tf.function(autograph=False, reduce_retracing=True)
-        def update(x: dict[str, tf.Tensor], y: tf.Tensor) -> None:
-            metric.update_state(tf.reshape(y, [-1, 1]), self.model(x, training=False))
-
-        for batch in self._val:
-            features, label, _ = tf.keras.utils.unpack_x_y_sample_weight(batch)
-            update(features, label)
-        positives, negatives = float(metric.true_positives[0]), float(metric.false_positives[0])
-        if _falls_beyond_noise(float(self._stopping.best), float(metric.result()), round(positives), round(negatives),
-                               self._drop_z):
-            self.stopped_at = round(batches / self._first_epoch_batches, 3)
-            self.model.stop_training = True
-
-
-def validation_counts(model: tf.keras.Model) -> tuple[int, int]:
-    """Clicks and non-clicks of the validation pass that just ended, read from the model's AUC metric
-    (Keras resets the metrics before validating, so at the end of an epoch they hold the val split's):
-    at its lowest threshold every example is predicted a click, so its true positives are the clicks
-    and its false positives the non-clicks. (0, 0) when the model has no AUC metric."""
-    metric = _model_auc(model)
-    if metric is None:
-        return 0, 0
-    return int(round(float(metric.true_positives[0]))), int(round(float(metric.false_positives[0])))
-
-
-def _model_auc(model: tf.keras.Model) -> tf.keras.metrics.AUC | None:
-    return next((m for m in model.metrics if isinstance(m, tf.keras.metrics.AUC) and m.name == "auc"), None)
-
-
-def _auc_metric(model: tf.keras.Model) -> tf.keras.metrics.AUC | None:
-    """A fresh AUC metric configured like the model's own (None when it has none)."""
-    template = _model_auc(model)
-    return None if template is None else tf.keras.metrics.AUC.from_config(template.get_config())
+def _auc_metric(model: tf.keras.Model) -> tf.keras.metrics.AUC:
+    """A fresh AUC metric configured like the model's own (Keras' default AUC when it has none)."""
+    template = next((m for m in model.metrics if isinstance(m, tf.keras.metrics.AUC) and m.name == "auc"), None)
+    return tf.keras.metrics.AUC() if template is None else tf.keras.metrics.AUC.from_config(template.get_config())
 
 
 def lr_decay(model: tf.keras.Model, learning_rate: float) -> list[tf.keras.callbacks.Callback]:
@@ -174,10 +176,11 @@ def lr_decay(model: tf.keras.Model, learning_rate: float) -> list[tf.keras.callb
 def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Dataset, *, learning_rate: float,
                 batch_size: int, max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE, drop_z: float = DROP_Z,
                 second_epoch_check: float | None = SECOND_EPOCH_CHECK,
-                callbacks: Sequence[tf.keras.callbacks.Callback] = (), verbose: int = 0) -> dict[str, Any]:
+                callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> dict[str, Any]:
     """Train ``model`` on ``train`` ((features, label, sample_weight) batches of ``batch_size``)
     with Adam, selecting the epoch on ``val``; returns the training statistics. ``second_epoch_check``:
-    how far into the second epoch :class:`SecondEpochCheck` looks (None: not at all)."""
+    how far into the second epoch :class:`Validation` looks (None: not at all). ``callbacks`` see
+    each epoch's ``val_auc`` in its logs."""
     if max_epochs < 1 or patience < 1:
         raise ValueError(f"max_epochs and patience must be at least 1, got {max_epochs} and {patience}")
     if not any(True for _ in val.take(1)):
@@ -187,12 +190,14 @@ def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Data
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
     throughput = Throughput(batch_size)
     stopping = EarlyStopping(patience, drop_z)
-    checks = [SecondEpochCheck(model, val, stopping, second_epoch_check, drop_z)] if second_epoch_check else []
-    history = model.fit(train, validation_data=val, epochs=max_epochs, verbose=verbose,
-                        callbacks=[*callbacks, *lr_decay(model, learning_rate), throughput, *checks, stopping])
+    # every callback after it (early stopping too) reads the val AUC it puts in the logs; the throughput
+    # first, so that its timing of a batch leaves out the check's validation
+    validation = Validation(model, val, stopping, second_epoch_check, drop_z)
+    stopping.counts = lambda: validation.counts
+    history = model.fit(train, epochs=max_epochs, verbose=0,
+                        callbacks=[throughput, validation, *callbacks, *lr_decay(model, learning_rate), stopping])
     val_auc = [round(float(a), 6) for a in history.history[MONITOR]]
     return {"epochs_run": len(val_auc), "max_epochs": max_epochs, "patience": patience,
-            "stopped_on_drop": stopping.stopped_on_drop,
-            "second_epoch_stopped_at": checks[0].stopped_at if checks else None,
+            "stopped_on_drop": stopping.stopped_on_drop, "second_epoch_stopped_at": validation.stopped_at,
             "best_epoch": stopping.best_epoch + 1, "best_val_auc": val_auc[stopping.best_epoch],
             "val_auc": val_auc, "learning_rate": learning_rate, "batch_size": batch_size, **throughput.stats()}

@@ -192,7 +192,7 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
 
     from msrec.models.registry import build_model
     from msrec.models.training import loop
-    from msrec.models.training.trainer import dataset, feature_spec, with_prior
+    from msrec.models.training.trainer import dataset, example_parser, feature_spec, with_prior
 
     tf.keras.utils.set_random_seed(seed)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
@@ -207,9 +207,10 @@ def fit(name: str, seed: int, prep: Mapping[str, Any], hparams: Mapping[str, Any
     model = build_model(name, spec, hparams)
     use_fc = bool(getattr(model, "fc_sample_weight", False))
     batch_size = int(budget.pop("batch_size", loop.BATCH_SIZE))
-    train = dataset(train_files, tft_output, batch_size, use_fc, True, seed, transformed=train_transformed)
-    val = dataset([os.path.join(prep["examples"], "Split-val", "*")], tft_output, batch_size, False, False,
-                  transformed=split_transformed)
+    split_parse = example_parser(tft_output, split_transformed)
+    train_parse = split_parse if train_transformed == split_transformed else example_parser(tft_output, True)
+    train = dataset(train_files, train_parse, batch_size, use_fc, True, seed)
+    val = dataset([os.path.join(prep["examples"], "Split-val", "*")], split_parse, batch_size, False, False)
     stats = loop.train_model(model, train, val, learning_rate=float(model.hparams["learning_rate"]),
                              batch_size=batch_size, **budget)
     return model, stats
@@ -222,14 +223,14 @@ def train_and_evaluate(name: str, seed: int, prep: dict[str, Any], hparams: Mapp
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from msrec.models.training.trainer import dataset, feature_spec
+    from msrec.models.training.trainer import dataset, example_parser, feature_spec
 
     model, stats = fit(name, seed, prep, hparams, **budget)
     tft_output = tft.TFTransformOutput(prep["transform_graph"])
     spec = feature_spec(prep["config"], tft_output, prep["scenarios"])
     use_fc = bool(getattr(model, "fc_sample_weight", False))
-    evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")], tft_output, INFERENCE_BATCH, use_fc,
-                         False, transformed=prep.get("transformed", True))
+    evaluation = dataset([os.path.join(prep["examples"], "Split-eval", "*")],
+                         example_parser(tft_output, prep.get("transformed", True)), INFERENCE_BATCH, use_fc, False)
     predict = tf.function(lambda f: model({k: v for k, v in f.items() if k != "fairness_coef"}, training=False))
     preds, labels, scen, times = [], [], [], []
     for features, label, _ in evaluation:

@@ -16,7 +16,7 @@ from support.models import SMALL, small_spec, tensors
 
 from msrec.models.registry import build_model
 from msrec.models.synthetic import planted_ctr_batch
-from msrec.models.training.loop import train_model, validation_counts
+from msrec.models.training.loop import EarlyStopping, Validation, train_model
 from msrec.models.training.trainer import scan_examples, with_prior
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL
 
@@ -147,6 +147,19 @@ class _ScriptedValAuc(tf.keras.callbacks.Callback):
         logs["val_auc"] = self._script[epoch]
 
 
+class _CountedPasses:
+    """A dataset that counts how often it is read (each pass starts its generator once)."""
+
+    def __init__(self, data: tf.data.Dataset) -> None:
+        self._data, self.count = data, 0
+
+    def dataset(self) -> tf.data.Dataset:
+        def passes():
+            self.count += 1
+            yield from self._data.as_numpy_iterator()
+        return tf.data.Dataset.from_generator(passes, output_signature=self._data.element_spec)
+
+
 def _assert_weights(model: tf.keras.Model, expected: list[np.ndarray]) -> None:
     for got, want in zip(model.get_weights(), expected, strict=True):
         np.testing.assert_array_equal(got, want)
@@ -206,13 +219,15 @@ def test_a_significant_fall_of_the_validation_auc_stops_at_once_with_the_best_we
 
 def test_a_fall_a_quarter_into_the_second_epoch_stops_there_with_the_first_epochs_weights(spec) -> None:
     """Epoch 1's val AUC scripted to 0.99: the real one a quarter into epoch 2 is far below it, so
-    training stops after 4 of epoch 2's 16 batches; Keras validates the stopped epoch (the script's
-    0.5 here), early stopping records the fall and restores epoch 1's weights."""
-    model, epochs, batches = _model(spec), _EpochWeights(), _BatchCount()
-    stats = train_model(model, _data(spec, 4096, 1), _data(spec, 1024, 2), learning_rate=1e-2, batch_size=256,
+    training stops after 4 of epoch 2's 16 batches with that AUC as the epoch's (the script's 0.5 here),
+    and early stopping records the fall and restores epoch 1's weights."""
+    model, epochs, batches, val = _model(spec), _EpochWeights(), _BatchCount(), _CountedPasses(_data(spec, 1024, 2))
+    stats = train_model(model, _data(spec, 4096, 1), val.dataset(), learning_rate=1e-2, batch_size=256,
                         max_epochs=8, patience=3, callbacks=[_ScriptedValAuc([0.99, 0.5]), epochs, batches])
     assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == (2, 1, True)
     assert stats["second_epoch_stopped_at"] == 0.25 and batches.count == 16 + 4
+    # the check for an empty split, epoch 1, the check in epoch 2, and no second pass after the stop
+    assert val.count == 3
     _assert_weights(model, epochs.weights[0])
 
 
@@ -237,18 +252,15 @@ def test_only_a_fall_beyond_the_noise_of_the_validation_auc_stops_early(spec, sc
     assert (stats["epochs_run"], stats["best_epoch"], stats["stopped_on_drop"]) == expected
 
 
-def test_validation_counts_are_the_val_splits_clicks_and_non_clicks(spec) -> None:
-    seen: list[tuple[int, int]] = []
-
-    class _Counts(tf.keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs=None) -> None:
-            seen.append(validation_counts(self.model))
-
+def test_validation_gives_the_val_splits_auc_clicks_and_non_clicks(spec) -> None:
+    model = _model(spec)
+    train_model(model, _data(spec, 512, 1), _data(spec, 512, 2), learning_rate=1e-2, batch_size=256,
+                max_epochs=1, patience=1)
     val = planted_ctr_batch(spec, 512, seed=2)
-    train_model(_model(spec), _data(spec, 512, 1), _data(spec, 512, 2), learning_rate=1e-2, batch_size=256,
-                max_epochs=2, patience=2, callbacks=[_Counts()])
-    clicks = int(np.sum(val.labels))
-    assert seen == [(clicks, 512 - clicks)] * 2
+    auc, clicks, non_clicks = Validation(model, _data(spec, 512, 2), EarlyStopping(1)).evaluate()
+    assert (clicks, non_clicks) == (int(np.sum(val.labels)), 512 - int(np.sum(val.labels)))
+    p = model(tensors(val.features), training=False).numpy()[:, 0]
+    assert auc == pytest.approx(roc_auc_score(val.labels, p), abs=2e-3)
 
 
 def test_an_empty_validation_split_is_a_clear_error(spec) -> None:

@@ -112,9 +112,7 @@ def _add_data_checks(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-line-bytes", type=_positive, default=None, help="longer lines are quarantined (too_large)")
     g.add_argument("--max-field-bytes", type=_positive, default=None,
                    help="lines with a longer field value are quarantined (too_large)")
-    g.add_argument("--dedup-key", default="",
-                   help="comma-separated fields that identify an impression (default: all its fields)")
-    g.add_argument("--keep-duplicates", action="store_true", help="count duplicate impressions but keep them")
+    _add_duplicates(g)
     g.add_argument("--max-quarantine-rate", type=float, default=None,
                    help="stop the run as an anomaly when a larger share of the lines is quarantined (default 0.05)")
     g.add_argument("--max-damaged-files", type=int, default=None,
@@ -123,6 +121,12 @@ def _add_data_checks(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-eval-rows", type=int, default=None, help="stop the run when the eval split is smaller")
     g.add_argument("--min-eval-clicks", type=int, default=None,
                    help="stop the run when the eval split has fewer clicks, or fewer non-clicks")
+
+
+def _add_duplicates(g: argparse._ActionsContainer) -> None:
+    g.add_argument("--dedup-key", default="",
+                   help="comma-separated fields that identify an impression (default: all its fields)")
+    g.add_argument("--keep-duplicates", action="store_true", help="count duplicate impressions but keep them")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -214,6 +218,7 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
                    help="context feature rules for --logs, e.g. 'position=slot,device=last:web,hour=hour'")
     p.add_argument("--now", default=None, help="for --logs: epoch ms or ISO date/time (default: now)")
     p.add_argument("--timeout", type=float, default=10.0)
+    _add_duplicates(p.add_argument_group("for --logs: duplicate impressions, as the pipeline's ingestion was told"))
     p.set_defaults(func=_lazy("msrec.serving.client:main"))
 
 

@@ -73,10 +73,10 @@ def parse_now(text: str | None) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
-def _open_lines(path: str, damaged: list[str]) -> Iterator[tuple[int, bytes]]:
+def _open_lines(path: str, damaged: list[str], max_line_bytes: int) -> Iterator[tuple[int, bytes]]:
     """(line number, line) of a plain or gzipped log file with the ingestion's reader: a damaged file
     is read up to the damage, and named in ``damaged``."""
-    reader = LineReader(path, IngestLimits().max_line_bytes)
+    reader = LineReader(path, max_line_bytes)
     for line in reader:
         yield line.line_no, line.raw
     if reader.damage is not None:
@@ -108,28 +108,34 @@ class _History:
         return chronological(self.records)[-1] if self.records else None
 
 
-def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, parser: ImpressionParser) -> _History:
+def _user_history(logs_dir: str, user_id: str, now_ms: int, lookback_days: int, limits: IngestLimits,
+                  parser: ImpressionParser) -> _History:
+    """The user's impressions in the lookback before ``now_ms``, as ingestion keeps them: the first of
+    each group of duplicates (``limits``' dedup key) in file order, unless duplicates are kept."""
     now_day = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc).date()
     # late events sit up to a day away from their folder, so read one folder more on each side
     files = _day_files(logs_dir, now_day - dt.timedelta(days=lookback_days + 1), now_day + dt.timedelta(days=1))
     oldest = now_ms - lookback_days * MS_PER_DAY
     needle = json.dumps(user_id).encode()
     records: list[Impression] = []
+    seen: set[str] = set()
     unreadable = 0
     damaged: list[str] = []
     for day, path in files:
-        for line_no, raw in _open_lines(path, damaged):
+        for line_no, raw in _open_lines(path, damaged, limits.max_line_bytes):
             if needle not in raw:  # cheap filter: most lines are other users'
                 continue
             parsed = parser.parse(raw, file=path, line_no=line_no, day=day, in_window=False)
             if not isinstance(parsed, Impression):
                 unreadable += 1
-            elif parsed.user_id == user_id and oldest <= parsed.ts < now_ms:
+            elif parsed.user_id == user_id and oldest <= parsed.ts < now_ms and (
+                    limits.keep_duplicates or parsed.dedup_key not in seen):
+                seen.add(parsed.dedup_key)
                 records.append(parsed)
     return _History(records, unreadable, damaged)
 
 
-def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig
+def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig, max_line_bytes: int
                ) -> tuple[dict[str, dict[str, Any]], int]:
     """Rows of ``table`` whose key is in ``keys`` (the first one wins, as in ingestion), parsed as
     ingestion parses them, and the count of unreadable lines."""
@@ -141,7 +147,7 @@ def _side_rows(logs_dir: str, table: str, keys: set[str], config: FeatureConfig
     if path is None:
         return rows, unreadable
     damaged: list[str] = []
-    for line_no, raw in _open_lines(path, damaged):
+    for line_no, raw in _open_lines(path, damaged, max_line_bytes):
         parsed = parser.parse(raw, file=path, line_no=line_no)
         if isinstance(parsed, dict):
             unreadable += 1
@@ -180,8 +186,9 @@ def _context_value(feature: Feature, rule: str, slot: int, now_ms: int, last: Im
 
 def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Sequence[str],
                      now_ms: int | None = None, context: Mapping[str, str] | None = None,
-                     config: FeatureConfig | None = None) -> AssembledRequest:
-    """One row of raw serving features per item, for ``user_id`` in ``scenario_id`` at ``now_ms``."""
+                     config: FeatureConfig | None = None, limits: IngestLimits = IngestLimits()) -> AssembledRequest:
+    """One row of raw serving features per item, for ``user_id`` in ``scenario_id`` at ``now_ms``; the
+    user's history read from the logs as ingestion with ``limits`` reads them."""
     if not item_ids:
         raise ValueError("no candidate items given")
     config = config or load_feature_config(os.path.join(logs_dir, FEATURE_CONFIG_FILE))
@@ -192,13 +199,14 @@ def build_candidates(logs_dir: str, user_id: str, scenario_id: str, item_ids: Se
     if unknown_rules:
         raise ValueError(f"--context names {unknown_rules}, which are not context features of the feature "
                          f"config; those are {[f.name for f in impression_context]}")
-    history = _user_history(logs_dir, user_id, now_ms, config.sequence.lookback_days, ImpressionParser(config))
+    history = _user_history(logs_dir, user_id, now_ms, config.sequence.lookback_days, limits,
+                            ImpressionParser(config, limits))
     clicked = [r for r in history.records if r.click]
     keys = {"users": {user_id}, "items": set(item_ids) | {r.features["item_id"] for r in clicked},
             "scenarios": {scenario_id} | {r.features["scenario_id"] for r in clicked}}
     tables, notes = {}, []
     for table in sorted({f.source for f in config.features} - {"impression", "history"}):
-        tables[table], unreadable = _side_rows(logs_dir, table, keys[table], config)
+        tables[table], unreadable = _side_rows(logs_dir, table, keys[table], config, limits.max_line_bytes)
         if unreadable:
             notes.append(f"{unreadable} unreadable lines in {table} skipped")
     if history.unreadable:

@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      prediction_service_pb2_grpc)
 from tensorflow_serving.config import model_server_config_pb2
 
+from msrec.components.log_example_gen.limits import IngestLimits, dedup_fields
 from msrec.serving.candidates import build_candidates, parse_context, parse_now
 from msrec.serving.tensors import InputSpec, dtype_name, fill_tensor_proto, numpy_dtype, to_ndarray
 
@@ -302,8 +303,10 @@ def main(args: argparse.Namespace) -> int:
             who = f"from {args.request}"
         elif args.logs and args.user and args.scenario and args.items:
             items = [i.strip() for i in args.items.split(",") if i.strip()]
+            limits = IngestLimits(dedup_key=dedup_fields(args.dedup_key), keep_duplicates=args.keep_duplicates)
             assembled = build_candidates(args.logs, args.user, args.scenario, items,
-                                         now_ms=parse_now(args.now), context=parse_context(args.context))
+                                         now_ms=parse_now(args.now), context=parse_context(args.context),
+                                         limits=limits)
             candidates, notes = assembled.rows, assembled.notes
             who = (f"for user {args.user} in scenario {args.scenario} "
                    f"({assembled.history_length} past clicks)")

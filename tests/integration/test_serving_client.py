@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from msrec import cli
+from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.serving.candidates import build_candidates, parse_context, parse_now
 from msrec.serving.client import PredictClient, as_columns, coerce_inputs
 from msrec.serving.server import start_server
@@ -97,6 +98,27 @@ def test_candidates_from_the_logs_follow_the_ingestion_rules(logs):
     assert "items not in items table (features empty): ['i99']" in assembled.notes
     assert "1 unreadable log lines of user u1 skipped" in assembled.notes
     assert "1 unreadable lines in items skipped" in assembled.notes
+
+
+def test_duplicate_log_lines_count_once_in_the_history_as_in_ingestion(logs, tmp_path):
+    """A re-delivered file repeats u1's click on i10; another line repeats it with a new position,
+    a duplicate by impression_id only. Ingestion keeps the first of each (by its dedup key) unless
+    told to keep duplicates, and so does the history behind a query."""
+    copy = tmp_path / "logs"
+    shutil.copytree(logs, copy)
+    click = _impression("2026-11-01T10:00:00", "u1", "i10", "s1", 1, "ios")
+    (copy / "2026-11-01" / "impressions-00001.jsonl").write_text(
+        json.dumps(click) + "\n" + json.dumps({**click, "position": 7}) + "\n")
+    pad = [""] * (feature_config().sequence.length - 3)
+
+    def history(limits: IngestLimits) -> tuple[int, list[str]]:
+        assembled = build_candidates(str(copy), "u1", "s2", ["i1"], now_ms=parse_now(NOW), limits=limits)
+        return assembled.history_length, assembled.rows[0]["seq_item_id"]
+
+    assert history(IngestLimits()) == (3, ["i11", "i10", "i10"] + pad)  # all fields: the moved one is new
+    assert history(IngestLimits(dedup_key=("impression_id",))) == (2, ["i11", "i10", ""] + pad)
+    kept = history(IngestLimits(keep_duplicates=True))
+    assert kept[0] == 4 and kept[1][:4] == ["i11", "i10", "i10", "i10"]
 
 
 def test_unknown_user_gets_empty_features_and_context_rules_apply(logs):

@@ -39,8 +39,8 @@ def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="ingest_test", pipeline_root=os.path.join(str(tmp_path), "root"),
         components=[gen, stats, schema, validator],
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db),
-        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+        # no Beam arguments, as msrec's local runs: TFX then builds no package of itself under /tmp
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(db))
     tfx.orchestration.LocalDagRunner().run(pipeline)
 
     store = metadata_store.MetadataStore(tfx.orchestration.metadata.sqlite_metadata_connection_config(db))

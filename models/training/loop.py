@@ -183,11 +183,17 @@ def train_model(model: tf.keras.Model, train: tf.data.Dataset, val: tf.data.Data
     each epoch's ``val_auc`` in its logs."""
     if max_epochs < 1 or patience < 1:
         raise ValueError(f"max_epochs and patience must be at least 1, got {max_epochs} and {patience}")
-    if not any(True for _ in val.take(1)):
+    first = next(iter(val.take(1)), None)
+    if first is None:
         raise ValueError("the validation split is empty: there is nothing to select the epoch on "
                          "(a longer window, or more impressions on the newest day, gives it rows)")
     with model.distribute_strategy.scope():  # the optimizer's variables beside the model's (several workers)
+        if not model.built:
+            model(tf.keras.utils.unpack_x_y_sample_weight(first)[0])
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
+        # Every variable exists before the first step: a tf.function whose first call creates
+        # variables (Adam's slots, made lazily) is traced a second time, 2-3 s for SAR-Net.
+        model.optimizer.build(model.trainable_variables)
     throughput = Throughput(batch_size)
     stopping = EarlyStopping(patience, drop_z)
     # every callback after it (early stopping too) reads the val AUC it puts in the logs; the throughput

@@ -267,3 +267,16 @@ def test_an_empty_validation_split_is_a_clear_error(spec) -> None:
     empty = _data(spec, 256, 2).take(0)
     with pytest.raises(ValueError, match="validation split is empty"):
         train_model(_model(spec), _data(spec, 256, 1), empty, learning_rate=1e-2, batch_size=256)
+
+
+@pytest.mark.parametrize("prebuilt", [False, True])
+def test_the_training_step_is_traced_once(spec, prebuilt: bool) -> None:
+    """Adam's slots exist before the first step, so the step's tf.function is not traced again to
+    drop the variable creation (the second trace of SAR-Net cost about 2 s a run)."""
+    model = _model(spec)
+    if prebuilt:  # the pipeline's Trainer builds the model before a warm start
+        model(next(iter(_data(spec, 256, 2)))[0])
+    # 4 full batches: a shorter last batch would be a trace of its own
+    train_model(model, _data(spec, 1024, 1), _data(spec, 512, 2), learning_rate=1e-2, batch_size=256,
+                max_epochs=2, patience=1, second_epoch_check=None)
+    assert model.train_function.experimental_get_tracing_count() == 1

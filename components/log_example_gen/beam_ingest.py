@@ -3,11 +3,14 @@
 1. ParseSideTable, GroupByKey, KeepFirstRow: side tables, one row per key, as AsDict side inputs.
 2. ParseImpressionFiles: every line of the window and lookback days, validated; malformed window
    lines (and malformed side-table rows) go to <quarantine>/quarantine-*.jsonl, as does the unread
-   rest of a damaged (truncated, corrupt) file. DropDuplicates: repeated impressions counted, and
-   quarantined unless kept.
-3. JoinSideTables: side-table columns added to each record (absent when the id is unknown).
-4. GroupByKey(user_id), BuildSequences: each user's records sorted by ts, one pass with a bounded
-   deque of past clicks (and of the lookback's impressions, for history counts).
+   rest of a damaged (truncated, corrupt) file.
+3. GroupByKey(user_id), UserExamples: per user, repeated impressions dropped (the first in file
+   order of each dedup key kept; the repeats counted, and quarantined unless kept), side-table
+   columns joined, then the records sorted by ts and one pass with a bounded deque of past clicks
+   (and of the lookback's impressions, for history counts) gives each impression its sequence.
+   A dedup key that leaves out user_id (copies may then belong to different users) is
+   deduplicated before the grouping, by a GroupByKey on the key (DropDuplicates).
+4. For a one-day window, the ts of the newest day's kept impressions give the time cuts of the splits.
 5. EncodeExamples (batches of 512, split by time: see splits.py), a shuffle keyed by each impression's
    digest (the same logs give the same order: a reproducible model), WriteToTFRecord:
    <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
@@ -154,58 +157,78 @@ class KeepFirstRow(beam.DoFn):
             yield TaggedOutput(COUNTS, (C.side_key(self._table, C.REASON + DUPLICATE_KEY), 1))
 
 
-class DropDuplicates(beam.DoFn):
-    """(dedup key, records) -> the first record in file order; the repeats are counted, and kept or
+def drop_duplicates(records: Iterable[Impression], limits: IngestLimits) -> Iterator[Any]:
+    """Records sharing a dedup key -> the first in file order; the repeats are counted, and kept or
     quarantined with their reason (window lines only: lookback lines were reported by their own day)."""
+    first, *repeats = sorted(records, key=lambda r: (r.file, r.line_no))
+    yield first
+    for r in repeats:
+        prefix = "" if r.in_window else C.LOOKBACK
+        yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES, 1))
+        if limits.keep_duplicates:
+            yield r
+            continue
+        yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES_DROPPED, 1))
+        if r.in_window:
+            detail = f"same {limits.describe_key()} as {first.file}:{first.line_no}"
+            yield TaggedOutput(QUARANTINE, quarantine_entry(DUPLICATE, detail, r.file, r.line_no, b""))
+
+
+class DropDuplicates(beam.DoFn):
+    """(dedup key, records) -> :func:`drop_duplicates`."""
 
     def __init__(self, limits: IngestLimits):
-        self._keep = limits.keep_duplicates
-        self._key = limits.describe_key()
+        self._limits = limits
 
     def process(self, element: tuple[str, Iterable[Impression]]) -> Iterator[Any]:
-        _, records = element
-        first, *repeats = sorted(records, key=lambda r: (r.file, r.line_no))
-        yield first
-        for r in repeats:
-            prefix = "" if r.in_window else C.LOOKBACK
-            yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES, 1))
-            if self._keep:
-                yield r
-                continue
-            yield TaggedOutput(COUNTS, (prefix + C.DUPLICATES_DROPPED, 1))
-            if r.in_window:
-                detail = f"same {self._key} as {first.file}:{first.line_no}"
-                yield TaggedOutput(QUARANTINE, quarantine_entry(DUPLICATE, detail, r.file, r.line_no, b""))
+        yield from drop_duplicates(element[1], self._limits)
 
 
-class JoinSideTables(beam.DoFn):
-    """Adds each side table's columns to the record; a missed join leaves those features absent."""
+class UserExamples(beam.DoFn):
+    """One user's records -> (impression, behaviours) of each in-window impression: duplicates dropped
+    (when ``dedup``: :func:`drop_duplicates` per dedup key, the user's group holding every copy),
+    side-table columns added (a missed join leaves them absent), then the behaviour sequences."""
 
-    def __init__(self, tables: Sequence[str]):
-        self._tables = tuple(tables)
-
-    def setup(self) -> None:
-        self._missed = {t: Metrics.counter(NAMESPACE, f"join_missed.{t}") for t in self._tables}
-
-    def process(self, record: Impression, **side: dict[str, dict[str, Any]]) -> Iterator[Any]:
-        # Beam elements are immutable: the join builds a new feature dict
-        features, missed = join_side_rows(record.features, {t: side[t] for t in self._tables})
-        for table in missed if record.in_window else ():
-            self._missed[table].inc()
-            yield TaggedOutput(COUNTS, (C.JOIN_MISSED + table, 1))
-        yield record._replace(features=features)
-
-
-class BuildSequences(beam.DoFn):
-    def __init__(self, config: FeatureConfig):
+    def __init__(self, config: FeatureConfig, limits: IngestLimits, tables: Sequence[str], dedup: bool):
         self._columns = config.sequence.columns
         self._length = config.sequence.length
         self._counts = config.history_counts
         self._lookback_days = config.sequence.lookback_days
+        self._limits = limits
+        self._tables = tuple(tables)
+        self._dedup = dedup
 
-    def process(self, element: tuple[str, Iterable[Impression]]) -> Iterator[tuple[Impression, tuple[Behaviour, ...]]]:
-        _, records = element
-        yield from build_sequences(records, self._columns, self._length, self._counts, self._lookback_days)
+    def setup(self) -> None:
+        self._missed = {t: Metrics.counter(NAMESPACE, f"join_missed.{t}") for t in self._tables}
+
+    def process(self, element: tuple[str, Iterable[Impression]], **side: dict[str, dict[str, Any]]
+                ) -> Iterator[Any]:
+        records: Iterable[Impression] = element[1]
+        if self._dedup:
+            records, reports = self._first_copies(records)
+            yield from reports
+        joined = []
+        tables = {t: side[t] for t in self._tables}
+        for record in records:
+            # Beam elements are immutable: the join builds a new feature dict
+            features, missed = join_side_rows(record.features, tables)
+            for table in missed if record.in_window else ():
+                self._missed[table].inc()
+                yield TaggedOutput(COUNTS, (C.JOIN_MISSED + table, 1))
+            joined.append(record._replace(features=features))
+        yield from build_sequences(joined, self._columns, self._length, self._counts, self._lookback_days)
+
+    def _first_copies(self, records: Iterable[Impression]) -> tuple[list[Impression], list[Any]]:
+        """The records kept, and the counts and quarantine entries of the repeats."""
+        by_key: dict[str, list[Impression]] = collections.defaultdict(list)
+        for r in records:
+            by_key[r.dedup_key].append(r)
+        kept: list[Impression] = []
+        reports: list[Any] = []
+        for copies in by_key.values():
+            for out in drop_duplicates(copies, self._limits) if len(copies) > 1 else copies:
+                (reports if isinstance(out, TaggedOutput) else kept).append(out)
+        return kept, reports
 
 
 class EncodeExamples(beam.DoFn):
@@ -245,6 +268,21 @@ def _count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
     return pcoll | f"Count{label}" >> beam.combiners.Count.Globally() | f"Key{label}" >> beam.Map(lambda n: (key, n))
 
 
+def _newest_day_ts(records: beam.PCollection, newest: str, first_copies: bool) -> beam.PCollection:
+    """The ts of each impression of the newest window day that ingestion keeps; with ``first_copies``
+    (``records`` not yet deduplicated), of the first in file order of each dedup key only: a small
+    shuffle of keys and line numbers, before the users' records are grouped."""
+    def newest_ts(r: Impression) -> list[int]:
+        return [r.ts] if r.in_window and r.day == newest else []
+
+    if not first_copies:
+        return records | "NewestDayTs" >> beam.FlatMap(newest_ts)
+    return (records
+            | "FirstCopies" >> beam.Map(lambda r: (r.dedup_key, (r.file, r.line_no, newest_ts(r))))
+            | "FirstCopy" >> beam.CombinePerKey(min)
+            | "NewestDayTs" >> beam.FlatMap(lambda kv: kv[1][2]))
+
+
 def _write_counts(flat: dict[str, int], plan: IngestPlan, path: str) -> None:
     with FileSystems.create(path) as fh:
         fh.write(json.dumps(C.assemble(flat, plan), indent=2, sort_keys=True).encode())
@@ -265,13 +303,22 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
               | "SpreadFiles" >> beam.Reshuffle()
               | "ParseImpressions" >> beam.ParDo(ParseImpressionFiles(config, limits)).with_outputs(
                   QUARANTINE, COUNTS, main="records"))
-    deduped = (parsed["records"]
-               | "KeyByDedupKey" >> beam.Map(lambda r: (r.dedup_key, r))
-               | "GroupDuplicates" >> beam.GroupByKey()
-               | "DropDuplicates" >> beam.ParDo(DropDuplicates(limits)).with_outputs(
-                   QUARANTINE, COUNTS, main="records"))
-    tallies += [parsed[COUNTS], deduped[COUNTS]]
-    quarantines += [parsed[QUARANTINE], deduped[QUARANTINE]]
+    tallies.append(parsed[COUNTS])
+    quarantines.append(parsed[QUARANTINE])
+    # Copies of an impression share its user when the dedup key covers user_id (all fields do): the
+    # per-user grouping that builds the sequences then finds them too, and a shuffle of every record
+    # by its dedup key is saved.
+    dedup_by_user = limits.key_covers(SIDE_TABLE_KEYS["users"])
+    records = parsed["records"]
+    if not dedup_by_user:
+        deduped = (records
+                   | "KeyByDedupKey" >> beam.Map(lambda r: (r.dedup_key, r))
+                   | "GroupDuplicates" >> beam.GroupByKey()
+                   | "DropDuplicates" >> beam.ParDo(DropDuplicates(limits)).with_outputs(
+                       QUARANTINE, COUNTS, main="records"))
+        records = deduped["records"]
+        tallies.append(deduped[COUNTS])
+        quarantines.append(deduped[QUARANTINE])
 
     side_inputs = {}
     for table, path in plan.side_tables.items():
@@ -288,15 +335,15 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
         quarantines += [rows[QUARANTINE], unique[QUARANTINE]]
         side_inputs[table] = beam.pvalue.AsDict(unique["unique"])
 
-    joined = deduped["records"] | "JoinSideTables" >> beam.ParDo(
-        JoinSideTables(list(plan.side_tables)), **side_inputs).with_outputs(COUNTS, main="joined")
-    tallies.append(joined[COUNTS])
-
-    with_sequences = (joined["joined"]
-                      | "KeyByUser" >> beam.Map(lambda r: (r.user_id, r))
-                      | "GroupByUser" >> beam.GroupByKey()
-                      | "BuildSequences" >> beam.ParDo(BuildSequences(config))
-                      | "Batch" >> beam.BatchElements(min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH))
+    users = (records
+             | "KeyByUser" >> beam.Map(lambda r: (r.user_id, r))
+             | "GroupByUser" >> beam.GroupByKey()
+             | "UserExamples" >> beam.ParDo(UserExamples(config, limits, list(plan.side_tables), dedup_by_user),
+                                            **side_inputs).with_outputs(QUARANTINE, COUNTS, main="examples"))
+    tallies.append(users[COUNTS])
+    quarantines.append(users[QUARANTINE])
+    with_sequences = users["examples"] | "Batch" >> beam.BatchElements(
+        min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH)
 
     newest = plan.date.isoformat()
     days = day_splits([d.day.isoformat() for d in plan.window], eval_days, val_days)
@@ -304,8 +351,7 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
         encoded = with_sequences | "Encode" >> beam.ParDo(
             EncodeExamples(config, days, newest)).with_outputs(COUNTS, *SPLITS)
     else:
-        cuts = (deduped["records"]
-                | "NewestDayTs" >> beam.FlatMap(lambda r: [r.ts] if r.in_window and r.day == newest else [])
+        cuts = (_newest_day_ts(records, newest, dedup_by_user and not limits.keep_duplicates)
                 | "AllTs" >> beam.combiners.ToList()
                 | "TimeCuts" >> beam.Map(time_cuts))
         encoded = with_sequences | "Encode" >> beam.ParDo(

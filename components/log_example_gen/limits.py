@@ -27,6 +27,10 @@ class IngestLimits:
     def from_json(cls, text: str) -> "IngestLimits":
         return cls(**json.loads(text)) if text else cls()
 
+    def key_covers(self, field: str) -> bool:
+        """Whether two impressions with the same key have the same ``field`` (all fields do)."""
+        return not self.dedup_key or field in self.dedup_key
+
     def describe_key(self) -> str:
         return ",".join(self.dedup_key) if self.dedup_key else "all fields"
 

@@ -247,3 +247,40 @@ def test_a_push_cleans_staging_left_by_a_killed_push(tmp_path: Any) -> None:
     version, path = push_atomically(str(model), str(base))
     assert sorted(os.listdir(base)) == [str(version)]
     assert open(os.path.join(path, "saved_model.pb"), "rb").read() == b"model"
+
+
+def _outputs(root: str) -> tuple[dict[str, list[bytes]], list[str]]:
+    """Every split's examples and every quarantine entry, sorted (the order of writes may differ), the
+    examples serialized with their features in name order (the encoder's order may differ)."""
+    import tensorflow as tf
+
+    canonical = lambda r: tf.train.Example.FromString(r.numpy()).SerializeToString(deterministic=True)  # noqa: E731
+    splits = {s: sorted(canonical(r) for r in tf.data.TFRecordDataset(
+        glob.glob(os.path.join(root, "examples", f"Split-{s}", "*.gz")), compression_type="GZIP")) for s in SPLITS}
+    entries = sorted(line for path in glob.glob(os.path.join(root, "quarantine", "quarantine-*.jsonl"))
+                     for line in open(path))
+    return splits, entries
+
+
+@pytest.mark.parametrize("limits", [IngestLimits(), IngestLimits(keep_duplicates=True),
+                                    IngestLimits(dedup_key=("user_id", "item_id"))], ids=["all", "keep", "user-item"])
+def test_deduplicating_in_the_users_groups_gives_what_a_shuffle_by_dedup_key_gives(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, limits: IngestLimits) -> None:
+    """A key that covers user_id is deduplicated in the per-user grouping: the same examples (with
+    their sequences and splits: a one-day window cuts by the ts of the kept copies), quarantine and
+    counts as the shuffle by key that any other key needs."""
+    fx = write_fixture(str(tmp_path / "fx"), DAYS, per_day=60)
+    plain = os.path.join(fx.logs, DAYS[1], "impressions-00000.jsonl")
+    newest = [r for r in fx.rows if r.file == plain]
+    older_clicks = [r for r in fx.rows if r.day == DAYS[0] and r.fields["click"]]
+    _append(plain, [json.dumps(r.fields).encode() for r in newest[:4] + older_clicks[:2]]  # exact repeats
+            + [json.dumps({**r.fields, "ts": r.fields["ts"] + 1000, "impression_id": f"late{k}"}).encode()
+               for k, r in enumerate(newest[4:7])])  # the same user and item a second later
+    runs = []
+    for covers in (True, False):
+        monkeypatch.setattr(IngestLimits, "key_covers", lambda self, field, covers=covers: covers)
+        run = _ingest(fx, str(tmp_path / f"covers-{covers}"), DAYS[1], 1, limits)
+        runs.append((run.counts, _outputs(str(tmp_path / f"covers-{covers}"))))
+    (by_user, (examples, quarantine)), shuffled = runs
+    assert (by_user, (examples, quarantine)) == shuffled
+    assert by_user["duplicates"] >= 6 and all(examples.values())

@@ -37,6 +37,7 @@ setup(
         "ml-metadata==1.16.0",
         "tensorflow-serving-api==2.16.1",
         "tensorflow-recommenders==0.7.7",
+        "google-crc32c",
         "pyyaml",
         "matplotlib",
         "tqdm",

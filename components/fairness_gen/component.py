@@ -29,6 +29,7 @@ from tfx.utils import path_utils
 import msrec  # noqa: F401
 from msrec.components.fairness_gen import scenario_stats
 from msrec.components.fairness_gen.fairness import DEFAULT_SHRINK_K, Exposure, fairness_coefficients, sum_exposures
+from msrec.components.tfrecord_sink import WriteGzipTFRecords
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL
 from msrec.signatures import EXAMPLE_INPUT, EXAMPLE_SIGNATURE, OUTPUT_KEY
 
@@ -210,9 +211,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
             weighted = scored | "AddFC" >> beam.ParDo(_AddFC(), beam.pvalue.AsDict(fc_table)).with_outputs(*splits)
             for s in splits:
-                _ = weighted[s] | f"Write[{s}]" >> beam.io.WriteToTFRecord(
-                    os.path.join(artifact_utils.get_split_uri([out_examples], s), "data_tfrecord"),
-                    file_name_suffix=".gz")
+                _ = weighted[s] | f"Write[{s}]" >> WriteGzipTFRecords(
+                    os.path.join(artifact_utils.get_split_uri([out_examples], s), "data_tfrecord"))
             scenario_stats.aggregate(scored, fc_table, agg_dir)
         report = scenario_stats.build(agg_dir, bootstrap=model_dir is None, shrink_k=k)
         scenario_stats.write(report, agg_dir, stats_artifact.uri)

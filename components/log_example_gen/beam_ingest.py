@@ -12,7 +12,7 @@
    deduplicated before the grouping, by a GroupByKey on the key (DropDuplicates).
 4. For a one-day window, the ts of the newest day's kept impressions give the time cuts of the splits.
 5. EncodeExamples (batches of 512, split by time: see splits.py), a shuffle keyed by each impression's
-   digest (the same logs give the same order: a reproducible model), WriteToTFRecord:
+   digest (the same logs give the same order: a reproducible model), WriteGzipTFRecords:
    <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
 
 Every stage also emits (key, n) tallies that end in counts.json; Beam metrics counters under the
@@ -44,6 +44,7 @@ from msrec.components.log_example_gen.records import (DUPLICATE, DUPLICATE_KEY, 
                                                     SideRowParser, join_side_rows, quarantine_entry)
 from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
 from msrec.components.log_example_gen.splits import SPLITS, day_splits, split_by_day, split_by_ts, time_cuts
+from msrec.components.tfrecord_sink import WriteGzipTFRecords
 
 NAMESPACE = "msrec.ingest"
 QUARANTINE = "quarantine"
@@ -364,9 +365,8 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
         _ = (out
              | f"Shuffle{split.capitalize()}" >> beam.GroupByKey()
              | f"Unkey{split.capitalize()}" >> beam.FlatMap(lambda bucket: bucket[1])
-             | f"Write{split.capitalize()}" >> beam.io.WriteToTFRecord(
-                 FileSystems.join(examples_dir, f"Split-{split}", EXAMPLE_FILE_PREFIX),
-                 file_name_suffix=".gz"))
+             | f"Write{split.capitalize()}" >> WriteGzipTFRecords(
+                 FileSystems.join(examples_dir, f"Split-{split}", EXAMPLE_FILE_PREFIX)))
 
     quarantine = quarantines | "AllQuarantine" >> beam.Flatten()
     tallies.append(_count(quarantine, C.QUARANTINE_RECORDS, "Quarantine"))

@@ -88,6 +88,10 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=_positive, default=1,
                    help="training processes on this machine (MultiWorkerMirroredStrategy); on a cluster, the "
                         "TF_CONFIG the platform sets decides instead")
+    p.add_argument("--component-processes", type=_positive, default=None,
+                   help="a local run's components that do not depend on each other run at the same time, this "
+                        "many at most (default 3): one in this process, the others in worker processes; 1 runs "
+                        "them one after another, as TFX's LocalDagRunner")
     p.add_argument("--full-retrain-days", type=_positive, default=7,
                    help="train the whole window from scratch once the production model's last full retrain "
                         "is this many days old; other days continue production on the days it has not seen")

@@ -23,7 +23,7 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _library: IO[str] | None = None  # the log file while quiet output is on
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     """CPU time of this process (every thread) and of its reaped children, e.g. Beam workers."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
@@ -43,12 +43,14 @@ class ComponentClock(logging.Handler):
         if not match:
             return
         name, state = match.groups()
-        now = (time.monotonic(), _cpu_seconds())
+        now = (time.monotonic(), cpu_seconds())
         if state == "running":
             self._started[name] = now
             return
         wall0, cpu0 = self._started.pop(name, now)
-        self.times[name] = (now[0] - wall0, now[1] - cpu0)
+        # a runner that launches components in other processes (local_runner.py) measures them there
+        self.times[name] = (getattr(record, "wall_seconds", now[0] - wall0),
+                            getattr(record, "cpu_seconds", now[1] - cpu0))
         self.finished(name, record)
 
     def finished(self, name: str, record: logging.LogRecord) -> None:

@@ -11,11 +11,11 @@ import time
 from typing import Any, Iterator
 
 import msrec  # noqa: F401
-from tfx import v1 as tfx
 
 from msrec.schemas.feature_config import load_feature_config
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.pipeline import report, schedule
+from msrec.pipeline.local_runner import ParallelDagRunner
 from msrec.progress import library_output
 from msrec.pipeline.pipeline import DailyRun, RunDate, create_pipeline
 from msrec.pipeline.run_history import max_execution_id, run_outputs
@@ -57,7 +57,7 @@ def run_day(logs_dir: str, date: str, workdir: str, model: str = "sarnet", windo
     print(f"== {date}: {model}, window of {run.window} days", flush=True)
     try:
         with library_output(), run_tempdir(run.workdir):
-            tfx.orchestration.LocalDagRunner().run(create_pipeline(run))
+            ParallelDagRunner(run.component_processes).run(create_pipeline(run))
     except Exception as e:  # the report says what failed; the CLI exits non-zero
         error = e
     found = run_outputs(run, mark) if os.path.exists(run.metadata_path) else {"outputs": {}, "timings": {}}

@@ -24,6 +24,7 @@ from msrec.models.training import loop
 from msrec.models.training.preprocessing import FEATURE_CONFIG_KEY, SCENARIO_VOCAB_KEY
 from msrec.models.training.incremental import FULL_RETRAIN_DAYS
 from msrec.pipeline import evaluation
+from msrec.pipeline.local_runner import DEFAULT_PROCESSES
 from msrec.pipeline.production import PUSHED, production_resolver
 
 # A date that each run of a pipeline built once fills in (Airflow, Kubeflow); the local runner passes a string.
@@ -58,6 +59,7 @@ class DailyRun:
     batch_size: int = loop.BATCH_SIZE
     incremental_lr_scale: float = loop.INCREMENTAL_LR_SCALE  # an incremental run's share of the learning rate
     workers: int = 1  # training processes (MultiWorkerMirroredStrategy; models/training/workers.py)
+    component_processes: int = DEFAULT_PROCESSES  # components at the same time in a local run
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     full_retrain_days: int = FULL_RETRAIN_DAYS  # a full retrain once production's last one is this old
     auc_floor: float = 0.55
@@ -130,7 +132,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     # production: the model pushed last; FC, warm start and the Evaluator's baseline all use it
     production = production_resolver(run.production)
     fairness = FairnessGen(examples=example_gen.outputs["examples"], model=production.outputs["model"])
-    fairness.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
+    fairness.add_upstream_node(day_gate)
     transform_config = {FEATURE_CONFIG_KEY: run.feature_config.to_dict(),
                         SCENARIO_VOCAB_KEY: list(run.scenario_vocabulary)}
     # Only a run that stops here (the model benchmarks train many models on its window) writes
@@ -138,8 +140,13 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
     # input pipeline, and the Evaluator scores the raw eval split through the model's tf.Example
     # signature, which holds the graph (Transform on a 200k day: 44 -> 30 s).
     materialize = run.stop_after == "transform"
+    # Without materialized examples, Transform only analyses the train split, and no analyzer reads
+    # ``fairness_coef``: it reads LogExampleGen's examples, so statistics, FairnessGen and Transform
+    # are three independent branches that the local runner (local_runner.py) and Airflow or Kubeflow
+    # run at the same time. Materialized examples must carry the FC, so they come from FairnessGen.
     transform = tfx.components.Transform(
-        examples=fairness.outputs["weighted_examples"], schema=schema.outputs["schema"],
+        examples=fairness.outputs["weighted_examples"] if materialize else example_gen.outputs["examples"],
+        schema=schema.outputs["schema"],
         preprocessing_fn="msrec.models.training.preprocessing.preprocessing_fn",
         splits_config=tfx.proto.SplitsConfig(analyze=["train"],
                                              transform=["train", "val", "eval"] if materialize else []),
@@ -151,6 +158,8 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
         # a graph-mode transform_fn: tracing and saving it costs a fraction of TF2's (Transform on a
         # 60k-impression day 55 -> 40 s); the outputs agree to float rounding of the z-scores
         force_tf_compat_v1=True)
+    # materialized examples are trained on as they are: an anomaly stops them too
+    transform.add_upstream_node(gate if materialize else day_gate)
     if run.stop_after == "transform":
         return _pipeline(run, components + [production, fairness, transform])
     trainer = Trainer(
@@ -166,6 +175,7 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                        "max_epochs": run.max_epochs, "patience": run.patience, "batch_size": run.batch_size,
                        "incremental_lr_scale": run.incremental_lr_scale, "workers": run.workers,
                        "seed": run.seed, "full_retrain_days": run.full_retrain_days})
+    trainer.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=production.outputs["model"], example_splits=["eval"],

@@ -104,6 +104,10 @@ class DailyRun:
         return os.path.join(self.workdir, "schema.pbtxt")
 
     @property
+    def evaluation_schema_path(self) -> str:
+        return os.path.join(self.workdir, "evaluation_schema.pbtxt")
+
+    @property
     def anomalies_path(self) -> str:
         return anomalies_path(self.reports_dir, self.date)
 
@@ -176,17 +180,19 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                        "incremental_lr_scale": run.incremental_lr_scale, "workers": run.workers,
                        "seed": run.seed, "full_retrain_days": run.full_retrain_days})
     trainer.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
+    evaluation_schema = tfx.components.ImportSchemaGen(
+        schema_file=evaluation.write_schema(schema_file, run.evaluation_schema_path)).with_id("EvaluationSchemaGen")
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=production.outputs["model"], example_splits=["eval"],
-        eval_config=evaluation.eval_config())
+        schema=evaluation_schema.outputs["schema"], eval_config=evaluation.eval_config())
     blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
                                 baseline_model=production.outputs["model"],
                                 rule=BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,
                                                   run.auc_noise_z))
     pusher = AtomicPusher(model=trainer.outputs["model"], model_blessing=blessing.outputs["scenario_blessing"],
                           base_directory=run.serving_dir)
-    components += [production, fairness, transform, trainer, evaluator, blessing, pusher]
+    components += [production, fairness, transform, trainer, evaluation_schema, evaluator, blessing, pusher]
     return _pipeline(run, components)
 
 

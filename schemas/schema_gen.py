@@ -20,6 +20,7 @@ and ``fairness_coef``, which a serving request never carries.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
@@ -74,14 +75,31 @@ def schema_from_config(config: FeatureConfig) -> schema_pb2.Schema:
     return schema
 
 
+def projection(schema: schema_pb2.Schema, names: Sequence[str]) -> schema_pb2.Schema:
+    """``schema`` cut to the features ``names`` (all of them must be in it)."""
+    by_name = {f.name: f for f in schema.feature}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"the schema declares no feature {', '.join(map(repr, missing))}")
+    cut = schema_pb2.Schema()
+    cut.default_environment.extend(schema.default_environment)
+    cut.feature.extend(by_name[n] for n in names)
+    return cut
+
+
 def write_schema(config: FeatureConfig, path: str | os.PathLike[str]) -> str:
     """Write the schema of ``config`` as text to ``path`` (folders created); returns the path."""
+    return write_schema_proto(schema_from_config(config), path, "from the feature config")
+
+
+def write_schema_proto(schema: schema_pb2.Schema, path: str | os.PathLike[str], origin: str) -> str:
+    """Write ``schema`` as text to ``path`` (folders created), saying where it comes from; returns the path."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     # written beside and renamed: a scheduler re-parsing the pipeline rewrites it while a run reads it
     partial = f"{path}.{os.getpid()}.tmp"
     with open(partial, "w") as fh:
-        fh.write("# Generated from the feature config by msrec.schemas.schema_gen; do not edit.\n")
-        fh.write(text_format.MessageToString(schema_from_config(config)))
+        fh.write(f"# Generated {origin} by msrec.schemas.schema_gen; do not edit.\n")
+        fh.write(text_format.MessageToString(schema))
     os.replace(partial, path)
     return str(path)
 

@@ -104,3 +104,18 @@ def test_time_gap_is_a_float_sequence_served_and_trained_on_only_when_on() -> No
     gap = {x.name: x for x in schema_from_config(on).feature}["seq_time_gap"]
     assert (gap.type, gap.value_count.min, gap.value_count.max) == (schema_pb2.FLOAT, 0, config.sequence.length)
     assert gap.presence.min_fraction == 1 and gap.float_domain.min == 0 and not gap.not_in_environment
+
+
+def test_the_evaluation_schema_holds_only_the_label_and_the_scenario_of_the_run_schema(tmp_path):
+    from msrec.pipeline import evaluation
+
+    for source in (default_schema(), write_schema(load_feature_config(default_feature_config()), tmp_path / "generated.pbtxt")):
+        full = {f.name: f for f in read_schema(source).feature}
+        cut = read_schema(evaluation.write_schema(source, str(tmp_path / "evaluation.pbtxt")))
+        assert [f.name for f in cut.feature] == ["click", "scenario_id"]
+        assert all(f == full[f.name] for f in cut.feature)  # each as the run's schema declares it
+    without_label = schema_pb2.Schema()
+    without_label.feature.extend(f for f in read_schema(default_schema()).feature if f.name != "click")
+    (tmp_path / "no_label.pbtxt").write_text(str(without_label))
+    with pytest.raises(ValueError, match="no feature 'click'"):
+        evaluation.write_schema(str(tmp_path / "no_label.pbtxt"), str(tmp_path / "evaluation.pbtxt"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import array
 import math
-import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import apache_beam as beam
@@ -23,7 +22,6 @@ from tensorflow_model_analysis.metrics import metric_types
 from msrec.auc import auc
 from msrec.components.scenario_blessing.rule import BASELINE, CANDIDATE, SCENARIO_SLICE
 from msrec.schemas.feature_config import LABEL
-from msrec.schemas.schema_gen import projection, read_schema, write_schema_proto
 from msrec.signatures import EXAMPLE_SIGNATURE, OUTPUT_KEY
 
 # the names ScenarioBlessing's rule reads (TFMA's names for the same metrics)
@@ -35,16 +33,11 @@ PROBABILITY_CLIP = 1e-7
 
 
 # What the Evaluator reads of the examples besides the serialized bytes the models score: the label and
-# the slice. Its schema names only these: TFMA decodes every feature its schema names (all of them
-# without one) and splits each batch into per-example extracts holding them, 50-long behaviour
-# sequences included (a 200k-impression day's Evaluator 18.5 -> 15.1 s, the same metrics).
+# the slice. Its schema names only these (SchemaProjection): TFMA decodes every feature its schema
+# names (all of them without one) and splits each batch into per-example extracts holding them,
+# 50-long behaviour sequences included (a 200k-impression day's Evaluator 18.5 -> 15.1 s, the same
+# metrics).
 FEATURES = (LABEL, SCENARIO_SLICE)
-
-
-def write_schema(schema_file: str, path: str) -> str:
-    """The run's schema (``schema_file``) cut to :data:`FEATURES`, written to ``path``."""
-    return write_schema_proto(projection(read_schema(schema_file), FEATURES), path,
-                              f"from {os.path.basename(schema_file)} for the Evaluator")
 
 
 def eval_config() -> tfma.EvalConfig:

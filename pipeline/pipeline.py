@@ -16,6 +16,7 @@ from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.atomic_pusher.component import AtomicPusher
 from msrec.components.scenario_blessing.component import ScenarioBlessing
 from msrec.components.scenario_blessing.rule import BlessingRule
+from msrec.components.schema_projection.component import SchemaProjection
 from msrec.components.statistics_gen.component import SampledStatisticsGen
 from msrec.components.trainer.component import Trainer
 from msrec.schemas.feature_config import FeatureConfig
@@ -104,10 +105,6 @@ class DailyRun:
         return os.path.join(self.workdir, "schema.pbtxt")
 
     @property
-    def evaluation_schema_path(self) -> str:
-        return os.path.join(self.workdir, "evaluation_schema.pbtxt")
-
-    @property
     def anomalies_path(self) -> str:
         return anomalies_path(self.reports_dir, self.date)
 
@@ -180,12 +177,12 @@ def create_pipeline(run: DailyRun) -> tfx.dsl.Pipeline:
                        "incremental_lr_scale": run.incremental_lr_scale, "workers": run.workers,
                        "seed": run.seed, "full_retrain_days": run.full_retrain_days})
     trainer.add_upstream_node(gate)  # an anomaly stops the run before anything is trained
-    evaluation_schema = tfx.components.ImportSchemaGen(
-        schema_file=evaluation.write_schema(schema_file, run.evaluation_schema_path)).with_id("EvaluationSchemaGen")
+    evaluation_schema = SchemaProjection(schema=schema.outputs["schema"],
+                                         features=",".join(evaluation.FEATURES)).with_id("EvaluationSchema")
     evaluator = tfx.components.Evaluator(
         examples=fairness.outputs["weighted_examples"], model=trainer.outputs["model"],
         baseline_model=production.outputs["model"], example_splits=["eval"],
-        schema=evaluation_schema.outputs["schema"], eval_config=evaluation.eval_config())
+        schema=evaluation_schema.outputs["projected"], eval_config=evaluation.eval_config())
     blessing = ScenarioBlessing(evaluation=evaluator.outputs["evaluation"], model=trainer.outputs["model"],
                                 baseline_model=production.outputs["model"],
                                 rule=BlessingRule(run.auc_floor, run.auc_delta, run.min_slice_size,

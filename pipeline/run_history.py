@@ -22,8 +22,8 @@ def max_execution_id(run: DailyRun) -> int:
 
 
 def run_outputs(run: DailyRun, after_execution_id: int) -> dict[str, Any]:
-    """Output artifacts and wall times of the executions of this run (ids above the mark: local runs
-    are sequential, so they are exactly this run's)."""
+    """Output artifacts and wall times of the executions of this run (ids above the mark: a local run
+    is the only writer of its workdir's store while it runs, so they are exactly this run's)."""
     mlmd = store(run)
     return _outputs(mlmd, [e for e in mlmd.get_executions() if e.id > after_execution_id])
 

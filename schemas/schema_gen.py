@@ -29,6 +29,7 @@ from msrec.components.log_example_gen.examples import DATE_FEATURE, TS_FEATURE
 from msrec.components.log_example_gen.records import TS_MAX_MS, TS_MIN_MS
 from msrec.schemas.feature_config import FAIRNESS_COEF, LABEL, TIME_GAP_FEATURE, FeatureConfig
 
+SCHEMA_FILE = "schema.pbtxt"  # the file name TFX's SchemaGen and ImportSchemaGen give a Schema artifact's
 TRAINING = "TRAINING"
 SERVING = "SERVING"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: bootstraps .venv from the lock file, then runs the whole suite
 # (tests/unit, tests/integration, tests/e2e) with one pytest-xdist worker per core: most tests keep one
-# core busy (TFX runs its components one after another). `--fast` runs the unit lane only.
+# core busy. `--fast` runs the unit lane only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=$(bash "$root/scripts/bootstrap.sh")

@@ -24,7 +24,7 @@ def test_a_bad_day_stops_after_ingestion_and_a_rerun_reports_only_itself(tmp_pat
     assert rep["error"].startswith("anomalies in the day's data:\nquarantine rate 11.5% (32 of 278 lines")
     assert "above the limit 5.0%" in rep["error"] and "the train split has" in rep["error"]
     # nothing that reads the examples after the gate
-    assert set(rep["timings_s"]) <= {"LogExampleGen", "DayGate", "ImportSchemaGen", "EvaluationSchemaGen", "Resolver"}
+    assert set(rep["timings_s"]) <= {"LogExampleGen", "DayGate", "ImportSchemaGen", "EvaluationSchema", "Resolver"}
     out = capfd.readouterr()
     assert "RUN FAILED: anomalies in the day's data" in out.out
     assert "Traceback" not in out.out + out.err

@@ -52,7 +52,7 @@ def test_the_daily_pipeline_compiles_to_one_spec_for_every_date(tmp_path: Any, c
     expected = {c.id for c in local.components} - {PRODUCTION}
     expected |= {f"{PRODUCTION}-model-blessing-resolver", f"{PRODUCTION}-model-resolver"}
     tasks = spec.root.dag.tasks
-    assert set(tasks) == expected and len(expected) == 14
+    assert set(tasks) == expected and len(expected) == 15
 
     # the date: a required string parameter of the pipeline, never a value compiled in
     params = spec.root.input_definitions.parameters

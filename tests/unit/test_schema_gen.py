@@ -13,7 +13,7 @@ from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.data.generator import generate
 from msrec.schemas import default_feature_config, default_schema
 from msrec.schemas.feature_config import Feature, FeatureConfig, SequenceConfig, load_feature_config
-from msrec.schemas.schema_gen import read_schema, schema_from_config, write_schema
+from msrec.schemas.schema_gen import projection, read_schema, schema_from_config, write_schema
 
 TRAINING_ONLY = ("click", "date", "impression_id", "session_id")
 
@@ -107,15 +107,17 @@ def test_time_gap_is_a_float_sequence_served_and_trained_on_only_when_on() -> No
 
 
 def test_the_evaluation_schema_holds_only_the_label_and_the_scenario_of_the_run_schema(tmp_path):
-    from msrec.pipeline import evaluation
+    from msrec.pipeline.evaluation import FEATURES
 
-    for source in (default_schema(), write_schema(load_feature_config(default_feature_config()), tmp_path / "generated.pbtxt")):
-        full = {f.name: f for f in read_schema(source).feature}
-        cut = read_schema(evaluation.write_schema(source, str(tmp_path / "evaluation.pbtxt")))
+    for source in (default_schema(), write_schema(load_feature_config(default_feature_config()),
+                                                  tmp_path / "generated.pbtxt")):
+        full = read_schema(source)
+        cut = projection(full, FEATURES)
         assert [f.name for f in cut.feature] == ["click", "scenario_id"]
-        assert all(f == full[f.name] for f in cut.feature)  # each as the run's schema declares it
+        by_name = {f.name: f for f in full.feature}
+        assert all(f == by_name[f.name] for f in cut.feature)  # each as the run's schema declares it
+        assert list(cut.default_environment) == list(full.default_environment)
     without_label = schema_pb2.Schema()
     without_label.feature.extend(f for f in read_schema(default_schema()).feature if f.name != "click")
-    (tmp_path / "no_label.pbtxt").write_text(str(without_label))
     with pytest.raises(ValueError, match="no feature 'click'"):
-        evaluation.write_schema(str(tmp_path / "no_label.pbtxt"), str(tmp_path / "evaluation.pbtxt"))
+        projection(without_label, FEATURES)

@@ -30,8 +30,8 @@ def cpu_seconds() -> float:
 
 
 class ComponentClock(logging.Handler):
-    """Wall and CPU seconds of each TFX component, from the start and end lines TFX's local runner
-    logs through absl at INFO; ``times`` maps a component to (wall, cpu)."""
+    """Wall and CPU seconds of each TFX component, from the start and end lines the local runners
+    (TFX's, msrec's) log through absl at INFO; ``times`` maps a component to (wall, cpu)."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

@@ -101,8 +101,8 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _ready() -> int:
-    return os.getpid()
+def _ready() -> None:
+    """A worker's first task: it finishes once the worker's start-up (the imports) has."""
 
 
 class ParallelDagRunner(tfx_runner.IrBasedRunner):

@@ -70,8 +70,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-days", type=_positive, default=1, help="newest days of the window that are the eval split")
     p.add_argument("--val-days", type=_positive, default=1,
                    help="days before them that are the val split the epoch is selected on; a window without "
-                        "room for a train day splits the newest day by time (eval: its last fifth, val: the "
-                        "fifth before)")
+                        "room for a train day cuts the day before the eval days by time (val: its last fifth), "
+                        "a one-day window its only day (eval: its last fifth, val: the fifth before)")
     p.add_argument("--feature-config", default=None, help="default: <logs>/feature_config.yaml")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow, Beam and TFX logging on the terminal (default: <workdir>/logs/msrec.log)")

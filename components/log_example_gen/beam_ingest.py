@@ -10,8 +10,9 @@
    (and of the lookback's impressions, for history counts) gives each impression its sequence.
    A dedup key that leaves out user_id (copies may then belong to different users) is
    deduplicated before the grouping, by a GroupByKey on the key (DropDuplicates).
-4. For a one-day window, the ts of the newest day's kept impressions give the time cuts of the splits.
-5. EncodeExamples (batches of 512, split by time: see splits.py), a shuffle keyed by each impression's
+4. For a window too short to split by day, the ts of the cut day's kept impressions give the time
+   cuts of the splits (splits.py).
+5. EncodeExamples (batches of 512, split by day or time: see splits.py), a shuffle keyed by each impression's
    digest (the same logs give the same order: a reproducible model), WriteGzipTFRecords:
    <examples>/Split-{train,val,eval}/data_tfrecord-*.gz.
 
@@ -43,7 +44,7 @@ from msrec.components.log_example_gen.reading import Damage, parsed_lines
 from msrec.components.log_example_gen.records import (DUPLICATE, DUPLICATE_KEY, Impression, ImpressionParser,
                                                     SideRowParser, join_side_rows, quarantine_entry)
 from msrec.components.log_example_gen.sequences import Behaviour, build_sequences
-from msrec.components.log_example_gen.splits import SPLITS, day_splits, split_by_day, split_by_ts, time_cuts
+from msrec.components.log_example_gen.splits import SPLITS, SplitPlan, split_of, split_plan, time_cuts
 from msrec.components.tfrecord_sink import WriteGzipTFRecords
 
 NAMESPACE = "msrec.ingest"
@@ -233,24 +234,22 @@ class UserExamples(beam.DoFn):
 
 
 class EncodeExamples(beam.DoFn):
-    """Serialises batches of examples into the output of their split: by day folder when ``days``
-    (day -> split) is given, else by the ``cuts`` ts side input within ``newest_day`` (short windows)."""
+    """Serialises batches of examples into the output of their split (``plan``: by day, and by the
+    ``cuts`` ts side input within the plan's cut day)."""
 
-    def __init__(self, config: FeatureConfig, days: dict[str, str] | None, newest_day: str):
+    def __init__(self, config: FeatureConfig, plan: SplitPlan):
         self._config = config
-        self._days = days
-        self._newest_day = newest_day
+        self._plan = plan
 
     def setup(self) -> None:
         self._encoder = ExampleEncoder(self._config)
         self._written = {s: Metrics.counter(NAMESPACE, f"examples.{s}") for s in SPLITS}
 
     def process(self, batch: list[tuple[Impression, tuple[Behaviour, ...]]],
-                cuts: tuple[int, int] | None = None) -> Iterator[Any]:
+                cuts: tuple[int, int | None] | None = None) -> Iterator[Any]:
         clicks: collections.Counter[str] = collections.Counter()
         for (record, _), serialized in zip(batch, self._encoder.encode(batch)):
-            split = (split_by_day(record, self._days) if self._days
-                     else split_by_ts(record, self._newest_day, cuts))
+            split = split_of(record, self._plan, cuts)
             self._written[split].inc()
             clicks[split] += record.click
             yield TaggedOutput(split, (shuffle_bucket(record.dedup_key), serialized))
@@ -269,19 +268,19 @@ def _count(pcoll: beam.PCollection, key: str, label: str) -> beam.PCollection:
     return pcoll | f"Count{label}" >> beam.combiners.Count.Globally() | f"Key{label}" >> beam.Map(lambda n: (key, n))
 
 
-def _newest_day_ts(records: beam.PCollection, newest: str, first_copies: bool) -> beam.PCollection:
-    """The ts of each impression of the newest window day that ingestion keeps; with ``first_copies``
+def _cut_day_ts(records: beam.PCollection, cut_day: str, first_copies: bool) -> beam.PCollection:
+    """The ts of each impression of the cut day that ingestion keeps; with ``first_copies``
     (``records`` not yet deduplicated), of the first in file order of each dedup key only: a small
     shuffle of keys and line numbers, before the users' records are grouped."""
-    def newest_ts(r: Impression) -> list[int]:
-        return [r.ts] if r.in_window and r.day == newest else []
+    def cut_ts(r: Impression) -> list[int]:
+        return [r.ts] if r.in_window and r.day == cut_day else []
 
     if not first_copies:
-        return records | "NewestDayTs" >> beam.FlatMap(newest_ts)
+        return records | "CutDayTs" >> beam.FlatMap(cut_ts)
     return (records
-            | "FirstCopies" >> beam.Map(lambda r: (r.dedup_key, (r.file, r.line_no, newest_ts(r))))
+            | "FirstCopies" >> beam.Map(lambda r: (r.dedup_key, (r.file, r.line_no, cut_ts(r))))
             | "FirstCopy" >> beam.CombinePerKey(min)
-            | "NewestDayTs" >> beam.FlatMap(lambda kv: kv[1][2]))
+            | "CutDayTs" >> beam.FlatMap(lambda kv: kv[1][2]))
 
 
 def _write_counts(flat: dict[str, int], plan: IngestPlan, path: str) -> None:
@@ -346,17 +345,16 @@ def build_ingest_pipeline(p: beam.Pipeline, plan: IngestPlan, config: FeatureCon
     with_sequences = users["examples"] | "Batch" >> beam.BatchElements(
         min_batch_size=ENCODE_BATCH, max_batch_size=ENCODE_BATCH)
 
-    newest = plan.date.isoformat()
-    days = day_splits([d.day.isoformat() for d in plan.window], eval_days, val_days)
-    if days:
+    splits = split_plan([d.day.isoformat() for d in plan.window], eval_days, val_days)
+    if splits.cut_day is None:
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, days, newest)).with_outputs(COUNTS, *SPLITS)
+            EncodeExamples(config, splits)).with_outputs(COUNTS, *SPLITS)
     else:
-        cuts = (_newest_day_ts(records, newest, dedup_by_user and not limits.keep_duplicates)
+        cuts = (_cut_day_ts(records, splits.cut_day, dedup_by_user and not limits.keep_duplicates)
                 | "AllTs" >> beam.combiners.ToList()
-                | "TimeCuts" >> beam.Map(time_cuts))
+                | "TimeCuts" >> beam.Map(time_cuts, splits.cut_eval))
         encoded = with_sequences | "Encode" >> beam.ParDo(
-            EncodeExamples(config, None, newest), beam.pvalue.AsSingleton(cuts)).with_outputs(COUNTS, *SPLITS)
+            EncodeExamples(config, splits), beam.pvalue.AsSingleton(cuts)).with_outputs(COUNTS, *SPLITS)
     tallies.append(encoded[COUNTS])
 
     for split in SPLITS:

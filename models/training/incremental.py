@@ -9,7 +9,7 @@ scenario vocabulary). The next candidate reads the production model's record:
 * incremental: continue from production's weights on the training examples production has not
   trained on: those of a day folder production never saw, or with a ts above the newest it trained on
   in that folder. So the part of a day that was validation or eval data when production trained
-  (a short window splits its newest day by time) is trained on the next day instead of never. A
+  (a short window cuts a day by time) is trained on a later day while it is in the window. A
   rejected day leaves production in place, so the next run trains on everything production has not
   seen; nothing new: production's weights carry over unchanged.
 * full (the whole window, from scratch): no production model, production without a record, a

@@ -27,7 +27,7 @@ def _props(artifact: Any) -> dict[str, Any]:
 
 def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation(tmp_path: Any, monkeypatch: Any
                                                                                   ) -> None:
-    # a split longer than this is profiled on a sample; the fixture's train split is, its others are not
+    # a split longer than this is profiled on a sample; the fixture's train and eval splits are, val is not
     monkeypatch.setattr(statistics_gen, "MAX_EXAMPLES", 40)
     fx = write_fixture(str(tmp_path), DAYS, per_day=80)
     gen = LogExampleGen(logs_dir=fx.logs, date=DAYS[-1], window_days=2, feature_config=fx.config_path)
@@ -71,10 +71,10 @@ def test_log_example_gen_runs_in_a_local_dag_and_feeds_statistics_and_validation
     [statistics] = store.get_artifacts_by_type("ExampleStatistics")
     rates = json.loads(_props(statistics)["sample_rate_by_split"]["__value__"])  # TFX wraps the JSON in a Struct
     assert rates == statistics_gen.sample_rates({s: p[f"num_{s}"] for s in ("train", "val", "eval")}, 40)
-    assert rates["train"] < 1.0 and p["num_eval"] <= 40 and rates["eval"] == 1.0
+    assert rates["train"] < 1.0 and rates["eval"] < 1.0 and p["num_val"] <= 40 and rates["val"] == 1.0
     # The train split was sampled at rates["train"]. TFDV keeps or drops whole record batches, and Beam sizes
     # them by timing, so how many train examples were profiled varies from run to run (0 and all of them
-    # included, for a split this small); the eval split, at rate 1.0, is profiled whole.
-    with open(os.path.join(statistics.uri, "Split-eval", "FeatureStats.pb"), "rb") as fh:
+    # included, for a split this small); the val split, at rate 1.0, is profiled whole.
+    with open(os.path.join(statistics.uri, "Split-val", "FeatureStats.pb"), "rb") as fh:
         profiled = statistics_pb2.DatasetFeatureStatisticsList.FromString(fh.read()).datasets[0].num_examples
-    assert profiled == p["num_eval"]
+    assert profiled == p["num_val"]

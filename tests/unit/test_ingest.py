@@ -29,7 +29,7 @@ from msrec.components.log_example_gen.examples import ExampleEncoder
 from msrec.components.log_example_gen.layout import IngestError, plan_ingest
 from msrec.components.log_example_gen.records import Impression, ImpressionParser
 from msrec.components.log_example_gen.sequences import Behaviour, HistoryCounts, build_sequences
-from msrec.components.log_example_gen.splits import day_splits, time_cuts
+from msrec.components.log_example_gen.splits import SplitPlan, split_of, split_plan, time_cuts
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 SEQ_COLUMNS = ("item_id", "category", "brand", "scenario_id", "scenario_type")
@@ -174,18 +174,37 @@ def test_time_cuts_are_the_last_two_fifths_and_keep_ties_in_the_earlier_split() 
     assert time_cuts([5, 1, 3, 3, 3]) == (3, 3)  # ties at both cuts: val is empty, eval = {5}
     assert time_cuts([4]) == (4, 4)  # one impression: train
     assert time_cuts([]) is None
+    assert time_cuts(range(10, 0, -1), cut_eval=False) == (8, None)  # val = {9, 10}, no eval part
 
 
-def test_day_splits_take_eval_then_val_days_from_the_newest_and_need_a_train_day() -> None:
+def test_split_plan_takes_eval_then_val_days_from_the_newest_and_cuts_a_day_when_short() -> None:
     days = [f"2026-11-0{d}" for d in range(1, 7)]
-    assert day_splits(days, eval_days=3, val_days=1) == {
+    assert split_plan(days, eval_days=3, val_days=1) == SplitPlan({
         "2026-11-01": "train", "2026-11-02": "train", "2026-11-03": "val",
-        "2026-11-04": "eval", "2026-11-05": "eval", "2026-11-06": "eval"}
-    assert day_splits(days[-3:], 1, 1) == {"2026-11-04": "train", "2026-11-05": "val", "2026-11-06": "eval"}
-    assert day_splits(days[-2:], 1, 1) is None  # no train day left: split by time
-    assert day_splits(days, 3, 3) is None
+        "2026-11-04": "eval", "2026-11-05": "eval", "2026-11-06": "eval"})
+    assert split_plan(days[-3:], 1, 1) == SplitPlan({"2026-11-04": "train", "2026-11-05": "val", "2026-11-06": "eval"})
+    # no room for a train day: the eval day stays whole, the day before it is cut into train and val
+    assert split_plan(days[-2:], 1, 1) == SplitPlan({"2026-11-06": "eval"}, "2026-11-05", cut_eval=False)
+    assert split_plan(days, 3, 3) == SplitPlan({"2026-11-01": "train", "2026-11-02": "train", "2026-11-04": "eval",
+                                                "2026-11-05": "eval", "2026-11-06": "eval"}, "2026-11-03")
+    # no day before the eval days: the newest day holds all three splits
+    assert split_plan(days[-1:], 1, 1) == SplitPlan({}, "2026-11-06", cut_eval=True)
+    assert split_plan(days[-2:], 2, 1) == SplitPlan({"2026-11-05": "train"}, "2026-11-06", cut_eval=True)
     with pytest.raises(ValueError, match="at least 1"):
-        day_splits(days, 0, 1)
+        split_plan(days, 0, 1)
+
+
+def test_split_of_a_cut_day_goes_by_ts_and_whole_days_by_day() -> None:
+    def record(day: str, ts: int) -> Any:
+        return _rec(ts, 0, "a")._replace(day=day)
+
+    short = split_plan(["2026-11-05", "2026-11-06"], 1, 1)
+    cuts = time_cuts(range(10), cut_eval=False)
+    assert [split_of(record("2026-11-05", t), short, cuts) for t in (0, 7, 8, 9)] == ["train", "train", "val", "val"]
+    assert split_of(record("2026-11-06", 0), short, cuts) == "eval"
+    one = split_plan(["2026-11-06"], 1, 1)
+    cuts = time_cuts(range(10))
+    assert [split_of(record("2026-11-06", t), one, cuts) for t in (5, 6, 7, 8, 9)] == ["train", "val", "val", "eval", "eval"]
 
 
 @pytest.mark.parametrize("time_gap", [False, True])
@@ -358,16 +377,18 @@ def _time_split_ids(day_rows: list[Any]) -> tuple[set[str], set[str]]:
             {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > eval_after})
 
 
-def test_two_day_window_has_no_train_day_left_so_splits_the_newest_day_by_time(two_day: Run) -> None:
+def test_two_day_window_evaluates_on_the_whole_newest_day_and_validates_on_the_last_fifth_before(two_day: Run) -> None:
     newest = [r for r in two_day.fx.rows if r.day == DAYS[2]]
-    val_ids, eval_ids = _time_split_ids(newest)
+    before = [r for r in two_day.fx.rows if r.day == DAYS[1]]
+    ts = sorted(r.fields["ts"] for r in before)
+    val_after = ts[-(-4 * len(ts) // 5) - 1]  # the ceil(4/5 n)-th ts: the documented cut
+    val_ids = {r.fields["impression_id"] for r in before if r.fields["ts"] > val_after}
     ids = {split: {ex["impression_id"][0] for ex in two_day.examples[split]} for split in ("train", "val", "eval")}
-    assert ids["eval"] == eval_ids and ids["val"] == val_ids
-    assert len(eval_ids) == len(newest) // 5 and val_ids and not val_ids & eval_ids
-    assert {ex["date"][0] for ex in two_day.examples["train"]} == {DAYS[1], DAYS[2]}
-    assert max(ex["ts"][0] for ex in two_day.examples["val"]) < min(ex["ts"][0] for ex in two_day.examples["eval"])
-    assert two_day.counts["splits"] == {"train": sum(r.day in DAYS[1:] for r in two_day.fx.rows) - len(val_ids | eval_ids),
-                                        "val": len(val_ids), "eval": len(eval_ids)}
+    assert ids["eval"] == {r.fields["impression_id"] for r in newest}
+    assert ids["val"] == val_ids and len(val_ids) == len(before) // 5
+    assert {ex["date"][0] for ex in two_day.examples["train"]} == {DAYS[1]}
+    assert max(ex["ts"][0] for ex in two_day.examples["train"]) < min(ex["ts"][0] for ex in two_day.examples["val"])
+    assert two_day.counts["splits"] == {"train": len(before) - len(val_ids), "val": len(val_ids), "eval": len(newest)}
 
 
 def test_eval_days_3_evaluates_on_the_newest_three_days_and_validates_on_the_day_before(tmp_path: Any) -> None:
@@ -436,7 +457,7 @@ def test_generated_logs_ingest_exactly_and_validate_against_the_curated_schema(t
     examples = read_examples(examples_dir)
     ids = {split: {ex["impression_id"][0] for ex in exs} for split, exs in examples.items()}
     assert ids["train"] | ids["val"] | ids["eval"] == truth_ids[data.dates[0]] | truth_ids[data.dates[1]]
-    assert truth_ids[data.dates[0]] <= ids["train"] and ids["val"] | ids["eval"] <= truth_ids[data.dates[1]]
+    assert ids["train"] | ids["val"] == truth_ids[data.dates[0]] and ids["eval"] == truth_ids[data.dates[1]]
 
     # Point in time on real traffic, where a slate's impressions share one ts: brute force.
     clicks = collections.defaultdict(list)

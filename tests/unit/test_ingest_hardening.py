@@ -23,7 +23,7 @@ from msrec.components.log_example_gen.beam_ingest import run_ingest
 from msrec.components.log_example_gen.limits import IngestLimits
 from msrec.components.log_example_gen.reading import LineReader
 from msrec.components.log_example_gen.records import ImpressionParser
-from msrec.components.log_example_gen.splits import SPLITS, TRAIN
+from msrec.components.log_example_gen.splits import EVAL, SPLITS, TRAIN, VAL
 from msrec.pipeline.scenario_registry import scenario_vocabulary
 from msrec.schemas.feature_config import load_feature_config
 
@@ -221,9 +221,10 @@ def test_an_empty_day_stops_before_training(tmp_path: Any) -> None:
     os.remove(os.path.join(folder, "impressions-00001.jsonl.gz"))
     open(os.path.join(folder, "impressions-00000.jsonl"), "wb").close()  # 0 bytes
     run = _ingest(fx, root, DAYS[1], 2)
-    held_out = [s for s in SPLITS if s != TRAIN]  # every split but train comes from the newest day
-    assert run.counts["splits"] == {TRAIN: sum(r.day == DAYS[0] for r in fx.rows), **{s: 0 for s in held_out}}
-    assert day_problems(run.counts, LOOSE) == [f"the {s} split is empty" for s in held_out]
+    # the newest day is the eval split; the day before it is cut into train and val by time
+    day_before = sum(r.day == DAYS[0] for r in fx.rows)
+    assert run.counts["splits"] == {TRAIN: day_before - day_before // 5, VAL: day_before // 5, EVAL: 0}
+    assert day_problems(run.counts, LOOSE) == ["the eval split is empty"]
 
 
 def test_small_or_one_class_eval_split_is_refused() -> None:

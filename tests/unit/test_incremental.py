@@ -32,9 +32,9 @@ def test_no_production_model_is_a_full_retrain_on_the_whole_window():
 
 
 def test_an_incremental_candidate_never_trains_on_an_example_the_production_model_trained_on():
-    """Ten days, a two-day window whose newest day is split by time (``--eval-days 2``: its first 60%
-    train, the rest val and eval), days 4 and 5 rejected. Every candidate continues production on exactly the
-    examples behind no production weight: yesterday's val and eval part, today's train part, and
+    """Ten days, a two-day window whose newest day is split by time (``--eval-days 2``: its first
+    60% train, the rest val and eval), days 4 and 5 rejected. Every candidate continues production on
+    exactly the examples behind no production weight: yesterday's val and eval part, today's train part, and
     after a rejection everything since that is still in the window; in the end production's weights
     stand on every part of every day but those that left the window while days 4 and 5 were
     rejected (the rest of day 3, all of day 4)."""

@@ -369,20 +369,24 @@ def test_lookback_clicks_reach_the_first_window_impressions(two_day: Run) -> Non
     assert checked >= 10
 
 
-def _time_split_ids(day_rows: list[Any]) -> tuple[set[str], set[str]]:
-    """(val, eval) impression ids of one day by the documented rule, computed here from the rows."""
+def _ids_after(day_rows: list[Any], fifths: int) -> set[str]:
+    """Impression ids of one day with a ts above the documented cut: the ceil(fifths/5 n)-th ts,
+    computed here from the rows."""
     ts = sorted(r.fields["ts"] for r in day_rows)
-    val_after, eval_after = ts[-(-3 * len(ts) // 5) - 1], ts[-(-4 * len(ts) // 5) - 1]
-    return ({r.fields["impression_id"] for r in day_rows if val_after < r.fields["ts"] <= eval_after},
-            {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > eval_after})
+    cut = ts[-(-fifths * len(ts) // 5) - 1]
+    return {r.fields["impression_id"] for r in day_rows if r.fields["ts"] > cut}
+
+
+def _time_split_ids(day_rows: list[Any]) -> tuple[set[str], set[str]]:
+    """(val, eval) impression ids of a day cut in three."""
+    eval_ids = _ids_after(day_rows, 4)
+    return _ids_after(day_rows, 3) - eval_ids, eval_ids
 
 
 def test_two_day_window_evaluates_on_the_whole_newest_day_and_validates_on_the_last_fifth_before(two_day: Run) -> None:
     newest = [r for r in two_day.fx.rows if r.day == DAYS[2]]
     before = [r for r in two_day.fx.rows if r.day == DAYS[1]]
-    ts = sorted(r.fields["ts"] for r in before)
-    val_after = ts[-(-4 * len(ts) // 5) - 1]  # the ceil(4/5 n)-th ts: the documented cut
-    val_ids = {r.fields["impression_id"] for r in before if r.fields["ts"] > val_after}
+    val_ids = _ids_after(before, 4)
     ids = {split: {ex["impression_id"][0] for ex in two_day.examples[split]} for split in ("train", "val", "eval")}
     assert ids["eval"] == {r.fields["impression_id"] for r in newest}
     assert ids["val"] == val_ids and len(val_ids) == len(before) // 5
